@@ -1,0 +1,1 @@
+"""plcert's HTTP service, job store and command line (all I/O lives here and in ``worker``)."""

@@ -1,0 +1,1 @@
+"""`plcert certify` (to be written)."""

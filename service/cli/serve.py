@@ -1,0 +1,1 @@
+"""`plcert serve` (to be written)."""

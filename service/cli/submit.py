@@ -1,0 +1,1 @@
+"""`plcert submit` (to be written)."""
