@@ -1,0 +1,85 @@
+"""The eigenpair of largest |lambda| of a symmetric operator given by its matvec (Lanczos).
+
+Explicitly restarted Lanczos with full reorthogonalisation (Golub & Van Loan, "Matrix
+Computations", 4th ed., section 10.1): build an orthonormal Krylov basis Q of dimension k,
+take the Ritz pair (theta, y = Q s) of the tridiagonal T = Q^T M Q with the largest |theta|,
+and restart from y until the residual ||M y - theta y|| = beta_k |s_k| is below
+``tol * |theta|``. Runs on the device and dtype of the start vector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+Matvec = Callable[[Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class EigenPair:
+    """theta: the Ritz value of largest |theta|; vector: unit Ritz vector; residual:
+    ||M y - theta y|| (exact-arithmetic identity beta_k |s_k|); converged: residual <= tol |theta|;
+    matvecs: operator applications used."""
+
+    theta: float
+    vector: Tensor
+    residual: float
+    converged: bool
+    matvecs: int
+
+
+def top_abs_eigenpair(
+    matvec: Matvec,
+    v0: Tensor,
+    *,
+    krylov_dim: int = 40,
+    tol: float = 1e-10,
+    max_restarts: int = 20,
+) -> EigenPair:
+    """Largest-|lambda| eigenpair of the symmetric operator ``matvec`` (dimension ``v0.numel()``)."""
+    m = v0.numel()
+    k = max(1, min(krylov_dim, m))
+    q = v0 / v0.norm()
+    matvecs = 0
+    theta, y, residual = 0.0, q, float("inf")
+    for _ in range(max_restarts + 1):
+        Q = torch.zeros(k + 1, m, dtype=v0.dtype, device=v0.device)
+        Q[0] = q
+        alphas: list[float] = []
+        betas: list[float] = []
+        scale = 0.0
+        last_beta = 0.0
+        for j in range(k):
+            w = matvec(Q[j])
+            matvecs += 1
+            alpha = float(Q[j] @ w)
+            alphas.append(alpha)
+            # full reorthogonalisation, twice ("twice is enough", Parlett)
+            for _ in range(2):
+                w = w - Q[: j + 1].T @ (Q[: j + 1] @ w)
+            beta = float(w.norm())
+            scale = max(scale, abs(alpha) + beta, abs(alpha))
+            last_beta = beta
+            if j == k - 1 or beta <= 1e-14 * max(scale, 1e-300):
+                break
+            betas.append(beta)
+            Q[j + 1] = w / beta
+        n = len(alphas)
+        T = torch.diag(torch.tensor(alphas, dtype=torch.float64))
+        if n > 1:
+            off = torch.tensor(betas[: n - 1], dtype=torch.float64)
+            T = T + torch.diag(off, 1) + torch.diag(off, -1)
+        evals, evecs = torch.linalg.eigh(T)
+        idx = int(evals.abs().argmax())
+        theta = float(evals[idx])
+        s = evecs[:, idx].to(device=v0.device, dtype=v0.dtype)
+        y = Q[:n].T @ s
+        y = y / y.norm()
+        residual = 0.0 if last_beta <= 1e-14 * max(scale, 1e-300) else last_beta * abs(float(s[-1]))
+        if residual <= tol * max(abs(theta), 1e-300) or scale == 0.0:
+            return EigenPair(theta, y, residual, True, matvecs)
+        q = y
+    return EigenPair(theta, y, residual, False, matvecs)

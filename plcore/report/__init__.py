@@ -1,0 +1,1 @@
+"""The certification report: schema (pydantic), HTML rendering and plots."""

@@ -1,0 +1,229 @@
+"""The report of one certification (schema_version "1"; CONTRACT.md lists the fixed fields).
+
+Conventions used throughout (THEORY.md): loss L = 1/2 sum ||f(x_i) - y_i||^2 (a sum, with the 1/2);
+K = J J^T (N x N, N = n*k, sample-major); ``mu`` is the 1/2-normalized PL* constant
+(1/2 ||grad L||^2 >= mu L), so the unnormalized constant is 2 mu. Infinite or undefined values
+are ``null``. Every number says how it was obtained (``method``), and whether it is an estimate
+(one-sided: a lower estimate of a supremum, an upper estimate of an infimum) or a proven bound.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Verdict = Literal["certified", "not_certified", "inconclusive"]
+Tier = Literal["rigorous", "estimated"]
+
+SCHEMA_VERSION: Literal["1"] = "1"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="null")
+
+
+class Problem(_Section):
+    n_samples: int = Field(description="n, training points")
+    n_outputs: int = Field(description="k, outputs per point")
+    n_params: int = Field(description="m, trainable parameters")
+    n_constraints: int = Field(description="N = n*k, equations F(w) = y")
+    overparameterization_ratio: float = Field(description="m / N; PL* needs m >= N")
+    model_description: str = ""
+    model_format: str = ""
+    dataset_name: str = ""
+    activations: list[str] = Field(default_factory=list)
+    smooth: bool = Field(True, description="every op twice differentiable (ReLU is not)")
+    output_activation: str | None = None
+
+
+class Initial(_Section):
+    """Exact quantities at w0 (float64, up to solver tolerance where stated)."""
+
+    loss: float = Field(description="L(w0) = 1/2 ||F(w0) - y||^2")
+    residual_norm: float = Field(description="||r(w0)||")
+    lambda_min: float = Field(description="smallest eigenvalue of K(w0) (eigh)")
+    lambda_max: float = Field(description="largest eigenvalue of K(w0) (eigh)")
+    condition_number: float | None = Field(description="lambda_max / lambda_min; null if singular")
+    jacobian_norm: float = Field(description="||J(w0)||_2 = sqrt(lambda_max)")
+    hessian_norm: float | None = Field(
+        description="||H_F(w0)|| = sup_{|a|=|u|=1} a.H_F[u,u] (alternating power method; a lower "
+        "estimate of the sup, exact at convergence)"
+    )
+    hessian_norm_converged: bool | None = None
+    hessian_norm_spread: float | None = Field(
+        None, description="relative spread of the value over restarts"
+    )
+    max_output_hessian_norm: float | None = Field(
+        None, description="max_i ||Hess F_i(w0)||_2 (the paper's weaker quantity)"
+    )
+    kernel_method: str = Field("", description="tangent-kernel implementation used")
+    spectrum: list[float] = Field(
+        default_factory=list, description="eigenvalues of K(w0), ascending (at most 2048 kept)"
+    )
+
+
+class UpperBracket(_Section):
+    """A supremum over the ball: ``estimate`` is the largest value seen (a lower estimate of the
+    sup), ``upper_bound`` a proven upper bound or null."""
+
+    estimate: float | None
+    upper_bound: float | None
+    method: str
+
+
+class LowerBracket(_Section):
+    """An infimum over the ball: ``estimate`` is the smallest value seen (an upper estimate of the
+    inf), ``lower_bound`` a proven lower bound or null."""
+
+    estimate: float | None
+    lower_bound: float | None
+    method: str
+
+
+class Constants(_Section):
+    L_F: UpperBracket = Field(description="sup over the ball of ||J(w)||_2")
+    beta_F: UpperBracket = Field(description="Lipschitz constant of J (<= sup ||H_F||)")
+    mu: LowerBracket = Field(description="inf over the ball of lambda_min(K(w)) (1/2-normalized PL*)")
+    mu_unnormalized: float | None = Field(None, description="2 mu: ||grad L||^2 >= mu' L")
+    radius: float | None = Field(description="R = 2 L_F ||r0|| / mu at the chosen ball")
+    search_radius: float | None = Field(description="rho, the ball the constants were measured on")
+    radius_closes: bool = Field(False, description="R(rho) <= rho")
+    radius_tier: Tier | None = Field(None, description="which constants closed the radius")
+
+
+class InitClosure(_Section):
+    """Why the theorem does or does not apply at w0, and by how much."""
+
+    closes: bool
+    failing_inequality: str | None = None
+    required_radius: float | None = Field(None, description="2 L_F ||r0|| / mu")
+    allowed_radius: float | None = Field(
+        None, description="largest rho where the Hessian keeps mu(rho) > 0 (sqrt(lambda0)/beta)"
+    )
+    residual_norm: float | None = None
+    residual_threshold: float | None = Field(None, description="r*: the certificate closes below")
+    factor: float | None = Field(
+        None, description="||r0|| / r*: how far w0 is from closing (<= 1 closes)"
+    )
+
+
+class WidthExtrapolation(_Section):
+    widths: list[int]
+    factors: list[float]
+    slope: float | None = Field(description="log-log slope of factor against width")
+    width_to_close: float | None = Field(description="width where the factor reaches 1 (fit)")
+    method: str
+
+
+class PlannedLearningRate(_Section):
+    learning_rate: float
+    convention: Literal["mse", "sum"]
+    step_size_sum: float = Field(description="the same step on the sum loss L")
+    safe: bool
+    ratio_to_safe: float = Field(description="planned / certified-safe step (<= 1 is safe)")
+    message: str
+
+
+class GD(_Section):
+    step_size: float | None = Field(description="eta = 1 / (L_F^2 + beta_F ||r0||), sum loss")
+    step_size_mse_mean: float | None = Field(description="the same step for MSE = (2/n) L: n eta/2")
+    kappa: float | None = Field(description="1 / (eta mu)")
+    rate: float | None = Field(description="1 - eta mu: L_t <= rate^t L_0")
+    target_loss: float | None
+    iterations_to_target: int | None = Field(
+        description="ceil(ln(L0/eps) / -ln(1 - eta mu))"
+    )
+    planned_learning_rate: PlannedLearningRate | None = None
+
+
+class SGDPrediction(_Section):
+    batch_size: int
+    step_size: float | None = Field(description="eta* = mu / (beta (n beta + mu (s - 1)))")
+    rate: float | None = Field(description="E[L_t+1] <= (1 - mu s eta / n) E[L_t]")
+    radius: float | None = Field(description="R_SGD = 2 n sqrt(2 beta L0) / (mu delta)")
+    confidence: float = Field(description="1 - delta")
+    step_size_mse_mean: float | None = None
+    iterations_to_target: int | None = None
+    smoothness: float | None = Field(None, description="beta: per-sample smoothness used")
+    derived: bool = Field(True, description="derived in docs/theory.md, not printed in the paper")
+
+
+class Validation(_Section):
+    steps: int
+    step_size: float | None
+    losses: list[float]
+    bound_held: bool | None = Field(description="L_t <= (1 - eta mu)^t L_0 at every step")
+    max_distance_from_init: float
+    min_pl_ratio: float | None = Field(description="min_t ||grad L||^2 / (2 L)")
+    radius: float | None = None
+    first_violation_step: int | None = None
+    distances: list[float] = Field(default_factory=list)
+    sgd_losses: list[float] | None = None
+    sgd_batch_size: int | None = None
+
+
+class PathCertificate(_Section):
+    residual_threshold: float | None = Field(description="r* from the constants at w0")
+    certified_from_step: int | None = Field(
+        description="first step t* of the checking run where the certificate closes, or null"
+    )
+    mu: float | None = None
+    radius: float | None = None
+    step_size: float | None = None
+    rate: float | None = None
+    residual_at_step: float | None = None
+    tier: Tier | None = None
+    steps_needed_estimate: int | None = Field(
+        None, description="if not reached: steps the run would need at its observed rate"
+    )
+    bound_held_after: bool | None = Field(
+        None, description="L_t <= rate^(t - t*) L_t* on the rest of the run"
+    )
+    note: str = ""
+
+
+class PLEps(_Section):
+    eps: float | None = Field(description="smallest loss down to which the rate is certified")
+    iterations: int | None = None
+    method: str = ""
+
+
+class ProbePoint(_Section):
+    source: str
+    distance: float
+    lambda_min: float
+    jacobian_norm: float
+    hessian_norm: float | None = None
+
+
+class Provenance(_Section):
+    model_sha256: str
+    data_sha256: str
+    versions: dict[str, str]
+    device: str
+    seed: int
+    elapsed_s: float
+    budget: str = ""
+    options: dict[str, object] = Field(default_factory=dict)
+    created_at: str = ""
+
+
+class Report(_Section):
+    schema_version: Literal["1"] = SCHEMA_VERSION
+    verdict: Verdict
+    tier: Tier
+    reasons: list[str]
+    problem: Problem
+    initial: Initial
+    constants: Constants
+    gd: GD
+    sgd: list[SGDPrediction] = Field(default_factory=list)
+    validation: Validation | None
+    path: PathCertificate
+    at_init: InitClosure | None = None
+    width_extrapolation: WidthExtrapolation | None = None
+    pl_eps: PLEps | None = None
+    probes: list[ProbePoint] = Field(default_factory=list)
+    conventions: dict[str, str]
+    provenance: Provenance

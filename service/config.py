@@ -1,0 +1,230 @@
+"""Settings of the service and the worker, read from ``PLCERT_*`` environment variables.
+
+One validated :class:`Settings` object; a bad value refuses to start with a message that names
+the variable and the value. :func:`get_settings` caches the object for the process.
+
+API keys (``PLCERT_API_KEYS="tenant:key,tenant2:key2"``) are hashed with SHA-256 as soon as
+they are read; only the hashes are kept. SHA-256 (no salt, no stretching) is adequate for keys
+that are long random strings (>= 128 bits of entropy): a password hash is only needed for
+guessable secrets. With no key configured, authentication is off (every request belongs to the
+tenant ``"default"``) and the service refuses to bind anything but a loopback address.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_TENANT = "default"
+"""The tenant of every request when authentication is off (embedded mode)."""
+
+_DB_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
+_BROKER_SCHEMES = ("filesystem", "redis", "rediss", "memory", "amqp", "pyamqp")
+
+
+def default_data_dir() -> Path:
+    """The user's data folder: ``$XDG_DATA_HOME/plcert`` or ``~/.local/share/plcert``."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "plcert"
+
+
+def hash_api_key(key: str) -> str:
+    """SHA-256 hex digest of an API key (what the database and memory keep)."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback IP addresses (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class ConfigError(ValueError):
+    """A configuration that the service refuses to start with."""
+
+
+class Settings(BaseSettings):
+    """Configuration of the API, the worker and the stores (environment prefix ``PLCERT_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="PLCERT_", extra="ignore", frozen=True)
+
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Folder for the SQLite database, the artifacts and the filesystem broker.",
+    )
+    database_url: str = Field(
+        "",
+        description="SQLAlchemy URL of the job store; default sqlite:///{data_dir}/plcert.db. "
+        "PostgreSQL: postgresql+psycopg://user@host/db.",
+    )
+    broker_url: str = Field(
+        "filesystem://", description="Celery broker; filesystem:// keeps folders in data_dir."
+    )
+    result_backend: str | None = Field(None, description="Unused: results live in the job store.")
+    api_keys: SecretStr = Field(
+        SecretStr(""), description="'tenant:key,tenant2:key2'; empty = no auth (localhost only)."
+    )
+    max_upload_bytes: int = Field(64 * 2**20, gt=0, description="Cap of one request body.")
+    job_time_limit_s: float = Field(3600.0, gt=0, description="Soft time limit of one job.")
+    job_hard_time_limit_s: float = Field(3900.0, gt=0, description="Hard time limit of one job.")
+    lease_s: float = Field(30.0, gt=0, description="Heartbeat lease of a running job.")
+    queued_orphan_after_s: float = Field(
+        600.0, gt=0, description="A queued job older than this with no claim is re-sent."
+    )
+    max_attempts: int = Field(3, ge=1, description="Claims of one job before it is failed.")
+    queue_cpu: str = Field("cpu", min_length=1)
+    queue_gpu: str = Field("gpu", min_length=1)
+    host: str = Field("127.0.0.1", description="Address the API binds to.")
+    port: int = Field(8000, ge=0, le=65535)
+    dispatch: Literal["celery", "none"] = Field(
+        "celery", description="'none' stores jobs without sending them (tests, API-only runs)."
+    )
+    validation_timeout_s: float = Field(
+        120.0, gt=0, description="Time allowed for loading model and data at submit."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = Field(True, description="One JSON object per log line.")
+
+    @field_validator("database_url")
+    @classmethod
+    def _db_scheme(cls, v: str) -> str:
+        if v and v.split("://", 1)[0] not in _DB_SCHEMES:
+            raise ValueError(
+                f"PLCERT_DATABASE_URL={v.split('@')[-1]!r}: scheme must be one of {_DB_SCHEMES}"
+            )
+        if v.startswith("postgresql://"):
+            # psycopg 3 is the installed driver; plain postgresql:// would ask for psycopg2.
+            v = "postgresql+psycopg://" + v[len("postgresql://") :]
+        return v
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, v: str) -> str:
+        scheme = v.split("://", 1)[0]
+        if "://" not in v or scheme not in _BROKER_SCHEMES:
+            raise ValueError(f"PLCERT_BROKER_URL={v!r}: scheme must be one of {_BROKER_SCHEMES}")
+        return v
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_parse(cls, v: SecretStr) -> SecretStr:
+        _parse_api_keys(v.get_secret_value())  # raises with a clear message
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.job_hard_time_limit_s < self.job_time_limit_s:
+            raise ValueError(
+                f"PLCERT_JOB_HARD_TIME_LIMIT_S={self.job_hard_time_limit_s} is below "
+                f"PLCERT_JOB_TIME_LIMIT_S={self.job_time_limit_s}"
+            )
+        if not self.auth_enabled and not is_loopback(self.host):
+            raise ValueError(
+                f"PLCERT_HOST={self.host!r} is not a loopback address and no API keys are "
+                "configured: set PLCERT_API_KEYS='tenant:key' or bind 127.0.0.1"
+            )
+        return self
+
+    # ----- derived values -------------------------------------------------------------------
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The job-store URL (the SQLite file in data_dir unless configured)."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'plcert.db'}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        """Root of the content-addressed artifact store."""
+        return self.data_dir / "artifacts"
+
+    @property
+    def broker_dir(self) -> Path:
+        """Root of the filesystem broker's folders (in, processed, control)."""
+        return self.data_dir / "broker"
+
+    @property
+    def api_key_hashes(self) -> dict[str, str]:
+        """SHA-256 hex of each configured key -> its tenant."""
+        return _parse_api_keys(self.api_keys.get_secret_value())
+
+    @property
+    def auth_enabled(self) -> bool:
+        """True when at least one API key is configured in the environment."""
+        return bool(self.api_key_hashes)
+
+    def ensure_dirs(self) -> None:
+        """Create data_dir and the folders below it."""
+        for d in (self.data_dir, self.artifacts_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+
+def _parse_api_keys(raw: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for i, item in enumerate(p.strip() for p in raw.split(",")):
+        if not item:
+            continue
+        tenant, sep, key = item.partition(":")
+        tenant, key = tenant.strip(), key.strip()
+        if not sep or not tenant or not key:
+            raise ValueError(
+                f"PLCERT_API_KEYS entry {i + 1} is not 'tenant:key' (the key is not shown)"
+            )
+        if len(key) < 16:
+            raise ValueError(
+                f"PLCERT_API_KEYS entry {i + 1} (tenant {tenant!r}): key has {len(key)} "
+                "characters; use at least 16 random characters"
+            )
+        out[hash_api_key(key)] = tenant
+    return out
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment plus ``overrides``; raise :class:`ConfigError`."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = [
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        ]
+        raise ConfigError("invalid configuration: " + "; ".join(lines)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once; raises :class:`ConfigError` on bad config)."""
+    return load_settings()
+
+
+def auth_mode_message(settings: Settings) -> str:
+    """One line for the start-up log that says whether and how requests are authenticated."""
+    if settings.auth_enabled:
+        return f"API key authentication on ({len(settings.api_key_hashes)} key(s) configured)"
+    return "no API keys configured: binding to 127.0.0.1 only"
+
+
+def check_bind_host(settings: Settings, host: str) -> None:
+    """Refuse to serve on ``host`` without authentication unless it is a loopback address.
+
+    ``plcert serve --host`` calls this (the host flag may differ from ``PLCERT_HOST``) and logs
+    :func:`auth_mode_message`.
+    """
+    if not settings.auth_enabled and not is_loopback(host):
+        raise ConfigError(
+            f"refusing to bind {host!r} with no API keys configured: set "
+            "PLCERT_API_KEYS='tenant:key' or bind 127.0.0.1"
+        )
+    logging.getLogger("plcert.service").info(auth_mode_message(settings))

@@ -1,0 +1,37 @@
+"""Shared test configuration: make the repository root importable and keep torch deterministic."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+torch.set_default_dtype(torch.float64)
+torch.set_num_threads(max(1, int(os.environ.get("PLCERT_TEST_THREADS", "1"))))
+
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture
+def artifacts_dir() -> Path:
+    """A folder kept after the run for screenshots and reports (CI keeps it as an artifact)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+def require_system_tool(name: str, reason: str) -> None:
+    """Skip visibly when a system tool is missing, but fail in CI where it must be present."""
+    import shutil
+
+    if shutil.which(name) is None:
+        message = f"{name} is not installed: {reason} (.ci/run installs it)"
+        if os.environ.get("PLCERT_REQUIRE_SYSTEM_TOOLS") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
