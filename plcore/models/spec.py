@@ -9,7 +9,10 @@ Two forms, told apart by ``"type"`` (a pydantic discriminated union, :class:`Mod
      "parameterization": "ntk", "weight_std": 1.0, "bias_std": 0.1, "bias": true, "seed": 0}
 
 It builds ``nn.Sequential(Dense, Activation, Dense, Activation, ..., Dense[, Activation])``;
-``widths: []`` is a linear model. Parameter names (the keys of explicit weights) are
+``widths: []`` is a linear model. ``input_dim``, ``widths`` and ``output_dim`` are required; the
+defaults are ``activation: "tanh"``, ``output_activation: null``, ``parameterization: "ntk"``,
+``weight_std: 1.0``, ``bias_std: 0.1``, ``bias: true``, ``seed: 0``.
+Parameter names (the keys of explicit weights) are
 ``"0.weight", "0.bias", "2.weight", "2.bias", ...`` (the Dense layers sit at even indices).
 
 ``"layers"`` -- a layer list for small CNNs and residual blocks::
@@ -46,13 +49,22 @@ included, for a layer list) and :data:`MAX_PARAMS` parameters; any violation is 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 from collections.abc import Mapping
 from typing import Annotated, Any, Final, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    RootModel,
+    ValidationError,
+    model_validator,
+)
 
 from plcore.errors import ModelSpecError
 from plcore.models.base import Model
@@ -72,6 +84,20 @@ NONSMOOTH_ACTIVATIONS: Final = frozenset({"relu"})
 _Width = Annotated[int, Field(ge=1, le=MAX_WIDTH)]
 _Small = Annotated[int, Field(ge=1, le=64)]
 _SmallOrZero = Annotated[int, Field(ge=0, le=64)]
+
+
+def _int_to_pair(value: Any) -> Any:
+    return (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+_Pair = Annotated[
+    tuple[_Small, _Small],
+    BeforeValidator(_int_to_pair, json_schema_input_type=int | tuple[int, int]),
+]
+_PairOrZero = Annotated[
+    tuple[_SmallOrZero, _SmallOrZero],
+    BeforeValidator(_int_to_pair, json_schema_input_type=int | tuple[int, int]),
+]
 _Seed = Annotated[int, Field(ge=0, lt=2**63, description="Seed of the torch.Generator.")]
 _WeightStd = Annotated[
     float, Field(gt=0, allow_inf_nan=False, description="sigma_w of the NTK parameterization.")
@@ -106,7 +132,7 @@ class MLPSpec(_Strict):
     def _check(self) -> MLPSpec:
         _check_standard_scales(self.parameterization, self.weight_std, self.bias_std)
         dims = [self.input_dim, *self.widths, self.output_dim]
-        m = sum(a * b + (b if self.bias else 0) for a, b in zip(dims[:-1], dims[1:], strict=True))
+        m = sum(a * b + (b if self.bias else 0) for a, b in itertools.pairwise(dims))
         _check_param_cap(m)
         return self
 
@@ -124,9 +150,9 @@ class Conv2dLayer(_Strict):
 
     type: Literal["conv2d"]
     out_channels: Annotated[int, Field(ge=1, le=100_000)]
-    kernel_size: _Small | tuple[_Small, _Small]
-    stride: _Small | tuple[_Small, _Small] = 1
-    padding: _SmallOrZero | tuple[_SmallOrZero, _SmallOrZero] = 0
+    kernel_size: _Pair = Field(description="An int or [kh, kw].")
+    stride: _Pair = (1, 1)
+    padding: _PairOrZero = (0, 0)
     bias: bool = True
 
 
@@ -134,8 +160,8 @@ class AvgPool2dLayer(_Strict):
     """Average pooling without padding; ``stride`` defaults to ``kernel_size``."""
 
     type: Literal["avgpool2d"]
-    kernel_size: _Small | tuple[_Small, _Small]
-    stride: _Small | tuple[_Small, _Small] | None = None
+    kernel_size: _Pair = Field(description="An int or [kh, kw].")
+    stride: _Pair | None = None
 
 
 class GlobalAvgPoolLayer(_Strict):
@@ -207,6 +233,11 @@ class LayersSpec(_Strict):
                 f"input_shape must be [d] or [C, H, W], got {self.input_shape} "
                 f"({len(self.input_shape)} entries)"
             )
+        if math.prod(self.input_shape) > MAX_VALUES_PER_SAMPLE:
+            raise ValueError(
+                f"input_shape {self.input_shape} has {math.prod(self.input_shape):,} values per "
+                f"sample, over the limit of {MAX_VALUES_PER_SAMPLE:,}"
+            )
         _check_standard_scales(self.parameterization, self.weight_std, self.bias_std)
         n_layers = _count_layers(self.layers)
         if n_layers > MAX_LAYERS:
@@ -230,8 +261,7 @@ AnySpec = MLPSpec | LayersSpec
 
 def _count_layers(items: list[Any]) -> int:
     return sum(
-        1 + (_count_layers(item.layers) if isinstance(item, ResidualLayer) else 0)
-        for item in items
+        1 + (_count_layers(item.layers) if isinstance(item, ResidualLayer) else 0) for item in items
     )
 
 
@@ -334,7 +364,9 @@ def _describe(spec: AnySpec) -> str:
         act = spec.activation if spec.widths else "linear"
         out = f", output {spec.output_activation}" if spec.output_activation else ""
         return f"MLP {dims} {act}{out} ({spec.parameterization})"
-    kinds = "-".join(item.type for item in spec.layers)
+    kinds = "-".join(
+        item.name if isinstance(item, ActivationLayer) else item.type for item in spec.layers
+    )
     shape = "x".join(str(s) for s in spec.input_shape)
     return f"layers {shape} {kinds} -> {spec.output_dim} ({spec.parameterization})"
 
@@ -366,11 +398,13 @@ def _output_activation(spec: AnySpec) -> str | None:
     return last.name if isinstance(last, ActivationLayer) else None
 
 
-def load_spec_model(spec: Mapping[str, Any], *, weights: bytes | None = None) -> Model:
+def load_spec_model(
+    spec: Mapping[str, Any] | ModelSpec | AnySpec, *, weights: bytes | None = None
+) -> Model:
     """Validate a JSON spec and build the model (float64, eval mode, seeded initialisation).
 
     Args:
-        spec: the JSON object (see the module docstring).
+        spec: the JSON object (see the module docstring), or an already parsed ModelSpec.
         weights: optional explicit parameters, bytes of a ``.safetensors`` or ``.npz`` file whose
             keys are :func:`parameter_names` (shapes from :func:`parameter_shapes`).
 
@@ -399,9 +433,7 @@ def load_spec_model(spec: Mapping[str, Any], *, weights: bytes | None = None) ->
     module.eval()
     activations = _used_activations(parsed)
     nonsmooth = tuple(a for a in activations if a in NONSMOOTH_ACTIVATIONS)
-    input_shape = (
-        (parsed.input_dim,) if isinstance(parsed, MLPSpec) else tuple(parsed.input_shape)
-    )
+    input_shape = (parsed.input_dim,) if isinstance(parsed, MLPSpec) else tuple(parsed.input_shape)
     return Model(
         module=module,
         input_shape=input_shape,
@@ -416,11 +448,6 @@ def load_spec_model(spec: Mapping[str, Any], *, weights: bytes | None = None) ->
         description=_describe(parsed),
         metadata=metadata,
     )
-
-
-def ntk_weight_scale(weight_std: float, fan_in: int) -> float:
-    """weight_std / sqrt(fan_in), the NTK factor in front of W h (CONTRACT.md)."""
-    return weight_std / math.sqrt(fan_in)
 
 
 __all__ = [
