@@ -153,7 +153,7 @@ class Dense(nn.Module):
 
 
 class Conv2d(nn.Module):
-    """y = weight_scale * conv2d(x, W) + bias_scale * b, NCHW layout, weight (C_out, C_in/g, kh, kw)."""
+    """y = weight_scale * conv2d(x, W) + bias_scale * b (NCHW; weight (C_out, C_in/g, kh, kw))."""
 
     def __init__(
         self,

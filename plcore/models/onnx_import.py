@@ -6,13 +6,21 @@ parameters held by the layers of :mod:`plcore.models.layers`.
 
 Supported operators (default domain, opsets 13 to 23; tested at 13 to 21)
     Gemm, MatMul, Add, Sub, Mul, Div, Pow, Neg, Exp, Log, Sqrt, Abs, Cos, Reciprocal, Sin, Tanh,
-    Erf, Sigmoid, Softplus, Relu, Gelu (approximate none / tanh), Identity, Dropout (inference),
-    Constant, Cast (to float; integer to integer), Flatten, Reshape (allowzero), Transpose,
-    Concat, Squeeze, Unsqueeze, Shape (start / end), Gather, Slice, Conv (2-D, any auto_pad),
-    AveragePool and MaxPool (2-D, ceil_mode only where it changes nothing), GlobalAveragePool,
+    Erf, Sigmoid, Softplus, Relu, Gelu (approximate none / tanh), Clip (min / max as inputs),
+    Min, Max, Where, Identity, Dropout (inference), Constant, ConstantOfShape, Cast (to float;
+    integer to integer), Flatten, Reshape (allowzero), Expand, Transpose, Concat, Squeeze,
+    Unsqueeze, Shape (start / end), Gather, Slice, Conv (2-D, any auto_pad), AveragePool and
+    MaxPool (2-D, ceil_mode only where it changes nothing), GlobalAveragePool, GlobalMaxPool,
     BatchNormalization (inference), LayerNormalization, Softmax, LogSoftmax, ReduceMean,
     ReduceSum. Anything else raises :class:`UnsupportedOperatorError` naming the op, the opset
-    and the node.
+    and the node. The per-op conversion is :mod:`plcore.models.onnx_convert`.
+
+Activations and smoothness
+    ``Model.activations`` lists the elementwise activations met (Gelu approximate="tanh" as
+    ``gelu_tanh``, which is not a layer of :mod:`plcore.models.layers`, so the analytic bound
+    does not apply to it). Relu, Abs, Clip, Min, Max, MaxPool and GlobalMaxPool are not twice
+    differentiable: they are listed in ``Model.nonsmooth_ops`` and make ``Model.smooth`` false.
+    Where is smooth in its data inputs: no supported op computes a condition from data values.
 
 Which float tensors are trainable (the parameter rule)
     A *float constant* is a float tensor known before the input arrives: a graph initializer, a
@@ -38,8 +46,9 @@ Batch
     axes must be fixed and give ``Model.input_shape``. Batch rule for Reshape: when the target
     shape is a load-time constant, the graph input has a fixed batch size B and the target's
     entry 0 equals B, entry 0 is replaced by the data's leading size at run time, so a graph
-    exported with batch 1 runs on n samples. Shape-derived targets (Shape -> Gather -> Concat ->
-    Reshape) work as they are. The output is flattened to (n, k).
+    exported with batch 1 runs on n samples; the same rule applies to an Expand target of the
+    data's rank. Shape-derived targets (Shape -> Gather -> Concat -> Reshape) work as they are.
+    The output is flattened to (n, k).
 
 Security
     onnx >= 1.21 is required. The bytes are parsed in memory (never from a path, never with
@@ -73,7 +82,8 @@ from plcore.errors import (
     UnsupportedOperatorError,
 )
 from plcore.models.base import Model
-from plcore.models.onnx_graph import GraphBuilder, tensor_from_proto
+from plcore.models.onnx_convert import GraphBuilder
+from plcore.models.onnx_graph import tensor_from_proto
 
 MIN_ONNX_VERSION = (1, 21)
 MIN_OPSET, MAX_OPSET = 13, 23

@@ -2,53 +2,76 @@
 
 Each class is one ONNX operator (or a fixed part of one) with its attributes resolved at load
 time. Every step takes tensors positionally and returns one tensor; float tensors are float64,
-shape tensors int64. Trainable parameters never live here: they are the layers of
+shape tensors int64. A step that is not twice differentiable says so with a ``nonsmooth`` name
+(reported in ``Model.nonsmooth_ops``). The layout steps are in :mod:`plcore.models.onnx_graph`.
+Trainable parameters never live here: they are the layers of
 :mod:`plcore.models.layers` (Dense, Conv2d, Bias, Scale), placed as separate steps by the builder.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as Fn
 from torch import Tensor, nn
+
+_UNARY: dict[str, Callable[[Tensor], Tensor]] = {
+    "neg": torch.neg,
+    "exp": torch.exp,
+    "log": torch.log,
+    "sqrt": torch.sqrt,
+    "abs": torch.abs,
+    "cos": torch.cos,
+    "reciprocal": torch.reciprocal,
+    "identity": lambda x: x,
+    "gelu_tanh": lambda x: Fn.gelu(x, approximate="tanh"),
+}
 
 
 class Unary(nn.Module):
     """An elementwise op without parameters: neg, exp, log, sqrt, abs, cos, reciprocal, identity,
     gelu_tanh (0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), ONNX Gelu approximate="tanh")."""
 
-    KINDS = ("neg", "exp", "log", "sqrt", "abs", "cos", "reciprocal", "identity", "gelu_tanh")
+    KINDS = tuple(_UNARY)
 
     def __init__(self, kind: str) -> None:
         super().__init__()
-        if kind not in self.KINDS:
+        if kind not in _UNARY:
             raise ValueError(f"unknown unary kind {kind!r}")
         self.kind = kind
 
+    @property
+    def activation(self) -> str | None:
+        """The activation name reported in ``Model.activations`` (gelu_tanh only)."""
+        return "gelu_tanh" if self.kind == "gelu_tanh" else None
+
+    @property
+    def nonsmooth(self) -> str | None:
+        """The name reported in ``Model.nonsmooth_ops`` when the op is not twice differentiable."""
+        return "abs" if self.kind == "abs" else None
+
     def forward(self, x: Tensor) -> Tensor:
-        k = self.kind
-        if k == "neg":
-            return -x
-        if k == "exp":
-            return torch.exp(x)
-        if k == "log":
-            return torch.log(x)
-        if k == "sqrt":
-            return torch.sqrt(x)
-        if k == "abs":
-            return torch.abs(x)
-        if k == "cos":
-            return torch.cos(x)
-        if k == "reciprocal":
-            return torch.reciprocal(x)
-        if k == "gelu_tanh":
-            return Fn.gelu(x, approximate="tanh")
-        return x
+        return _UNARY[self.kind](x)
 
     def extra_repr(self) -> str:
         return self.kind
+
+
+def _div(a: Tensor, b: Tensor) -> Tensor:
+    if not a.is_floating_point() and not b.is_floating_point():
+        return torch.div(a, b, rounding_mode="trunc")
+    return a / b
+
+
+_BINARY: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "add": torch.add,
+    "sub": torch.sub,
+    "mul": torch.mul,
+    "div": _div,
+    "pow": torch.pow,
+}
 
 
 class Binary(nn.Module):
@@ -56,26 +79,63 @@ class Binary(nn.Module):
 
     def __init__(self, kind: str) -> None:
         super().__init__()
-        if kind not in ("add", "sub", "mul", "div", "pow"):
+        if kind not in _BINARY:
             raise ValueError(f"unknown binary kind {kind!r}")
         self.kind = kind
 
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
-        k = self.kind
-        if k == "add":
-            return a + b
-        if k == "sub":
-            return a - b
-        if k == "mul":
-            return a * b
-        if k == "div":
-            if not a.is_floating_point() and not b.is_floating_point():
-                return torch.div(a, b, rounding_mode="trunc")
-            return a / b
-        return torch.pow(a, b)
+        return _BINARY[self.kind](a, b)
 
     def extra_repr(self) -> str:
         return self.kind
+
+
+class Extremum(nn.Module):
+    """ONNX Max / Min: the elementwise maximum (minimum) of one or more broadcast inputs."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        if kind not in ("max", "min"):
+            raise ValueError(f"unknown extremum kind {kind!r}")
+        self.kind = kind
+        self.nonsmooth = kind
+
+    def forward(self, *xs: Tensor) -> Tensor:
+        pick = torch.maximum if self.kind == "max" else torch.minimum
+        y = xs[0]
+        for x in xs[1:]:
+            y = pick(y, x)
+        return y
+
+    def extra_repr(self) -> str:
+        return self.kind
+
+
+class Clip(nn.Module):
+    """ONNX Clip (opset >= 11): clamp(x, min, max) with optional scalar bounds given as inputs.
+
+    ``has_min`` / ``has_max`` say which of the optional inputs are present, in that order.
+    Where min > max every entry becomes max (the same rule in ONNX and ``torch.clamp``).
+    """
+
+    nonsmooth = "clip"
+
+    def __init__(self, has_min: bool, has_max: bool) -> None:
+        super().__init__()
+        self.has_min, self.has_max = has_min, has_max
+
+    def forward(self, x: Tensor, *bounds: Tensor) -> Tensor:
+        it = iter(bounds)
+        lo = next(it) if self.has_min else None
+        hi = next(it) if self.has_max else None
+        return torch.clamp(x, lo, hi)
+
+
+class Where(nn.Module):
+    """ONNX Where: a where the condition holds, else b (numpy broadcasting)."""
+
+    def forward(self, cond: Tensor, a: Tensor, b: Tensor) -> Tensor:
+        return torch.where(cond.to(torch.bool), a, b)
 
 
 class MatMul(nn.Module):
@@ -139,6 +199,8 @@ class AvgPool2d(nn.Module):
 class MaxPool2d(nn.Module):
     """ONNX MaxPool (2-D, ceil_mode 0): pad with -inf, then max pooling."""
 
+    nonsmooth = "maxpool"
+
     def __init__(
         self,
         kernel: tuple[int, int],
@@ -154,11 +216,20 @@ class MaxPool2d(nn.Module):
         return Fn.max_pool2d(xp, self.kernel, self.stride, dilation=self.dilation)
 
 
-class GlobalAvgPool(nn.Module):
-    """Mean over every axis after the channel axis, keeping them with size 1."""
+class GlobalPool(nn.Module):
+    """ONNX GlobalAveragePool / GlobalMaxPool: mean or max over every axis after the channel
+    axis, keeping them with size 1."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        if kind not in ("avg", "max"):
+            raise ValueError(f"unknown global pooling kind {kind!r}")
+        self.kind = kind
+        self.nonsmooth = "globalmaxpool" if kind == "max" else None
 
     def forward(self, x: Tensor) -> Tensor:
-        return x.mean(dim=tuple(range(2, x.ndim)), keepdim=True)
+        dims = tuple(range(2, x.ndim))
+        return x.amax(dim=dims, keepdim=True) if self.kind == "max" else x.mean(dims, True)
 
 
 class BatchNormFixed(nn.Module):
@@ -207,53 +278,39 @@ class Softmax(nn.Module):
         return Fn.log_softmax(x, self.axis) if self.log else Fn.softmax(x, self.axis)
 
 
-class Flatten(nn.Module):
-    """ONNX Flatten: 2-D output (prod(shape[:axis]), prod(shape[axis:]))."""
+class Expand(nn.Module):
+    """ONNX Expand: broadcast x against a shape (numpy rules, in both directions).
 
-    def __init__(self, axis: int) -> None:
-        super().__init__()
-        self.axis = axis
-
-    def forward(self, x: Tensor) -> Tensor:
-        axis = self.axis % x.ndim if self.axis < 0 else self.axis
-        return x.reshape(math.prod(x.shape[:axis]), -1)
-
-
-class Reshape(nn.Module):
-    """ONNX Reshape (opsets 13-21). ``target`` is the shape when it was a load-time constant.
-
-    Batch rule: when the target is a constant, the graph input has a fixed batch size B and
-    ``target[0] == B``, entry 0 is replaced by the leading size of the data at run time, so a graph
-    exported with batch 1 runs on n samples.
+    ``target`` is the shape when it was a load-time constant; the Reshape batch rule applies to
+    it when it has the rank of x.
     """
 
-    def __init__(self, target: tuple[int, ...] | None, allowzero: bool, batch: int | None) -> None:
+    def __init__(self, target: tuple[int, ...] | None, batch: int | None) -> None:
         super().__init__()
-        self.target, self.allowzero, self.batch = target, allowzero, batch
+        self.target, self.batch = target, batch
 
     def forward(self, x: Tensor, shape: Tensor | None = None) -> Tensor:
         if self.target is not None:
             dims = list(self.target)
-            if self.batch is not None and dims and dims[0] == self.batch and x.ndim > 0:
+            if self.batch is not None and len(dims) == x.ndim > 0 and dims[0] == self.batch:
                 dims[0] = int(x.shape[0])
         else:
             assert shape is not None
             dims = [int(v) for v in shape.tolist()]
-        if not self.allowzero:
-            dims = [int(x.shape[i]) if d == 0 else d for i, d in enumerate(dims)]
-        return x.reshape(dims)
+        return x.expand(torch.broadcast_shapes(tuple(x.shape), tuple(dims)))
 
 
-class Transpose(nn.Module):
-    """Permute axes; ``perm`` None reverses them (ONNX default)."""
+class ConstantOfShape(nn.Module):
+    """ONNX ConstantOfShape: a tensor of the given (run-time) shape filled with one value."""
 
-    def __init__(self, perm: tuple[int, ...] | None) -> None:
+    def __init__(self, value: Tensor) -> None:
         super().__init__()
-        self.perm = perm
+        self.register_buffer("value", value.reshape(()).clone())
 
-    def forward(self, x: Tensor) -> Tensor:
-        perm = self.perm if self.perm is not None else tuple(reversed(range(x.ndim)))
-        return x.permute(perm)
+    value: Tensor
+
+    def forward(self, shape: Tensor) -> Tensor:
+        return self.value.expand([int(v) for v in shape.tolist()]).clone()
 
 
 class Concat(nn.Module):
@@ -265,34 +322,6 @@ class Concat(nn.Module):
 
     def forward(self, *xs: Tensor) -> Tensor:
         return torch.cat(list(xs), dim=self.axis)
-
-
-class Squeeze(nn.Module):
-    """Remove the listed size-1 axes (resolved at load time)."""
-
-    def __init__(self, axes: tuple[int, ...]) -> None:
-        super().__init__()
-        self.axes = axes
-
-    def forward(self, x: Tensor) -> Tensor:
-        axes = sorted({a % x.ndim for a in self.axes}, reverse=True)
-        for a in axes:
-            x = x.squeeze(a)
-        return x
-
-
-class Unsqueeze(nn.Module):
-    """Insert size-1 axes at ``axes`` (positions in the output)."""
-
-    def __init__(self, axes: tuple[int, ...]) -> None:
-        super().__init__()
-        self.axes = axes
-
-    def forward(self, x: Tensor) -> Tensor:
-        rank = x.ndim + len(self.axes)
-        for a in sorted(a % rank for a in self.axes):
-            x = x.unsqueeze(a)
-        return x
 
 
 class ShapeOf(nn.Module):

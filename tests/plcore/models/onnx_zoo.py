@@ -40,7 +40,7 @@ def _export(
         torch.onnx.export(
             module,
             (torch.zeros((1, *input_shape), dtype=torch.float32),),
-            buf,
+            buf,  # type: ignore[arg-type]  # a file-like object is accepted at run time
             dynamo=False,
             opset_version=opset,
             input_names=["x"],
@@ -63,6 +63,7 @@ class _ResBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(2)
         self.head = nn.Linear(2, 3)
         for bn in (self.bn1, self.bn2):
+            assert bn.running_mean is not None and bn.running_var is not None
             bn.running_mean.uniform_(-0.5, 0.5)
             bn.running_var.uniform_(0.5, 2.0)
             nn.init.uniform_(bn.weight, 0.5, 1.5)
@@ -125,6 +126,12 @@ def _torch_models() -> list[ZooModel]:
     zoo.append(ZooModel("torch_resblock_op17", _export(_ResBlock(), (2, 4, 4), 17), (2, 4, 4), 4))
     _seeded(7)
     zoo.append(ZooModel("torch_token_mlp_op17", _export(_TokenMLP(), (3, 4), 17), (3, 4), 5))
+    _seeded(8)
+    mlp = nn.Sequential(nn.Linear(3, 10), nn.GELU(approximate="tanh"), nn.Linear(10, 2))
+    zoo.append(ZooModel("torch_mlp_gelu_tanh_op20", _export(mlp, (3,), 20), (3,), 6))
+    _seeded(9)
+    mlp = nn.Sequential(nn.Linear(3, 8), nn.Hardtanh(-0.5, 0.5), nn.Linear(8, 8), nn.ReLU6())
+    zoo.append(ZooModel("torch_mlp_hardtanh_relu6_op13", _export(mlp, (3,), 13), (3,), 6))
     return zoo
 
 
@@ -141,6 +148,10 @@ def _ints(name: str, values: list[int]) -> onnx.TensorProto:
 
 def _scalar(name: str, value: float) -> onnx.TensorProto:
     return numpy_helper.from_array(np.asarray(value, dtype=np.float32), name)
+
+
+def _bools(name: str, values: list[bool]) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.asarray(values, dtype=np.bool_), name)
 
 
 def _model(
@@ -431,6 +442,100 @@ def _helper_models() -> list[ZooModel]:
     zoo.append(
         ZooModel(
             "helper_elementwise_chain", _model("ew", nodes, inits, ("n", 3), ("n", 2), 13), (3,), 6
+        )
+    )
+    return zoo + _helper_models_2(rng)
+
+
+def _helper_models_2(rng: np.random.Generator) -> list[ZooModel]:
+    """Clip with bounds as inputs, Min / Max, Where, Expand, ConstantOfShape, GlobalMaxPool."""
+    zoo: list[ZooModel] = []
+    n = helper.make_node
+
+    nodes = [
+        n("Gemm", ["x", "W1", "b1"], ["h"], name="g1"),
+        n("Gemm", ["x", "W2"], ["g"], name="g2"),
+        n("Clip", ["h", "lo", "hi"], ["c"], name="clip"),
+        n("Clip", ["g", "", "hi2"], ["u"], name="clip_max_only"),
+        n("Max", ["c", "u", "floor"], ["m"], name="max3"),
+        n("Min", ["c", "u"], ["k"], name="min2"),
+        n("Add", ["m", "k"], ["s"], name="add"),
+        n("Gemm", ["s", "W3"], ["y"], name="g3"),
+    ]
+    inits = [
+        _init("W1", (4, 6), rng),
+        _init("b1", (6,), rng),
+        _init("W2", (4, 6), rng),
+        _scalar("lo", -0.4),
+        _scalar("hi", 0.5),
+        _scalar("hi2", 0.3),
+        _init("floor", (6,), rng, 0.2),
+        _init("W3", (6, 2), rng),
+    ]
+    zoo.append(
+        ZooModel(
+            "helper_clip_min_max_op13", _model("cl", nodes, inits, ("n", 4), ("n", 2), 13), (4,), 6
+        )
+    )
+
+    value = helper.make_tensor("v", TensorProto.FLOAT, [1], [0.25])
+    nodes = [
+        n("Gemm", ["x", "W1", "b1"], ["h"], name="g1"),
+        n("Tanh", ["h"], ["t"], name="tanh"),
+        n("Where", ["mask", "t", "h"], ["w"], name="where"),
+        n("Shape", ["h"], ["shp"], name="shape"),
+        n("ConstantOfShape", ["shp"], ["quarter"], value=value, name="cos_runtime"),
+        n("ConstantOfShape", ["four"], ["zeros"], name="cos_folded"),
+        n("Where", ["mask2", "w", "quarter"], ["w2"], name="where2"),
+        n("Add", ["w2", "zeros"], ["w3"], name="add_zeros"),
+        n("Expand", ["row", "shp"], ["rows"], name="expand_runtime"),
+        n("Add", ["w3", "rows"], ["w4"], name="add_rows"),
+        n("Unsqueeze", ["w4", "ax1"], ["u"], name="unsq"),
+        n("Expand", ["u", "target"], ["e"], name="expand_const"),
+        n("Mul", ["e", "S"], ["sc"], name="scale"),
+        n("Flatten", ["sc"], ["f"], axis=1, name="flat"),
+        n("Gemm", ["f", "W2"], ["y"], name="g2"),
+    ]
+    inits = [
+        _init("W1", (3, 4), rng),
+        _init("b1", (4,), rng),
+        _bools("mask", [True, False, True, True]),
+        _bools("mask2", [True, True, False, True]),
+        _ints("four", [4]),
+        _init("row", (1, 4), rng),
+        _ints("ax1", [1]),
+        _ints("target", [1, 3, 1]),
+        _init("S", (3, 4), rng),
+        _init("W2", (12, 2), rng),
+    ]
+    zoo.append(
+        ZooModel(
+            "helper_where_expand_constantofshape_op17",
+            _model("wh", nodes, inits, ("n", 3), ("n", 2), 17),
+            (3,),
+            6,
+        )
+    )
+
+    nodes = [
+        n("Conv", ["x", "Wc", "bc"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+        n("Sigmoid", ["c"], ["s"], name="sig"),
+        n("GlobalMaxPool", ["s"], ["g"], name="gmp"),
+        n("Flatten", ["g"], ["f"], name="flat"),
+        n("Gemm", ["f", "Wd", "bd"], ["y"], transB=1, name="fc"),
+    ]
+    inits = [
+        _init("Wc", (3, 2, 3, 3), rng),
+        _init("bc", (3,), rng),
+        _init("Wd", (2, 3), rng),
+        _init("bd", (2,), rng),
+    ]
+    zoo.append(
+        ZooModel(
+            "helper_global_maxpool_op13",
+            _model("gmp", nodes, inits, ("n", 2, 4, 4), ("n", 2), 13),
+            (2, 4, 4),
+            4,
         )
     )
     return zoo

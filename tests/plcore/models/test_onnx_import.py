@@ -390,3 +390,83 @@ def test_cast_of_float_data_to_int_is_unsupported() -> None:
     outputs = [helper.make_tensor_value_info("y", TensorProto.INT64, ["n", 2])]
     with pytest.raises(UnsupportedOperatorError, match=r"'Cast'.*cast to INT64"):
         load_onnx_model(graph_bytes(nodes, [weight("W", (3, 2))], outputs=outputs))
+
+
+# ----- Clip, Min / Max, Where, Expand, ConstantOfShape, GlobalMaxPool, Gelu tanh ---------------
+@pytest.mark.parametrize(
+    ("name", "activations", "nonsmooth"),
+    [
+        ("torch_mlp_gelu_tanh_op20", ("gelu_tanh",), ()),
+        ("torch_mlp_hardtanh_relu6_op13", (), ("clip",)),
+        ("helper_clip_min_max_op13", (), ("clip", "max", "min")),
+        ("helper_global_maxpool_op13", ("sigmoid",), ("globalmaxpool",)),
+        ("helper_where_expand_constantofshape_op17", ("tanh",), ()),
+    ],
+)
+def test_new_ops_report_activations_and_nonsmooth_ops(
+    name: str, activations: tuple[str, ...], nonsmooth: tuple[str, ...]
+) -> None:
+    model = load_onnx_model(by_name(name).onnx_bytes)
+    assert model.activations == activations
+    assert model.nonsmooth_ops == nonsmooth
+    assert model.smooth == (not nonsmooth)
+
+
+def test_constant_of_shape_of_a_constant_shape_is_a_buffer_not_a_parameter() -> None:
+    value = helper.make_tensor("v", TensorProto.FLOAT, [1], [0.5])
+    nodes = [
+        helper.make_node("Gemm", ["x", "W"], ["h"], name="fc"),
+        helper.make_node("ConstantOfShape", ["two"], ["half"], value=value, name="cos"),
+        helper.make_node("Add", ["h", "half"], ["y"], name="add"),
+    ]
+    two = numpy_helper.from_array(np.asarray([2], dtype=np.int64), "two")
+    model = load_onnx_model(graph_bytes(nodes, [weight("W", (3, 2)), two]))
+    assert model.n_params == 6
+    X = torch.rand(4, 3, dtype=torch.float64)
+    W = torch.tensor(numpy_helper.to_array(weight("W", (3, 2))), dtype=torch.float64)
+    torch.testing.assert_close(model.module(X), X @ W + 0.5)
+
+
+def test_constant_of_shape_value_with_two_elements_is_a_format_error() -> None:
+    value = helper.make_tensor("v", TensorProto.FLOAT, [2], [0.5, 1.0])
+    nodes = [
+        helper.make_node("Gemm", ["x", "W"], ["h"], name="fc"),
+        helper.make_node("ConstantOfShape", ["two"], ["c"], value=value, name="cos"),
+        helper.make_node("Add", ["h", "c"], ["y"], name="add"),
+    ]
+    two = numpy_helper.from_array(np.asarray([2], dtype=np.int64), "two")
+    data = graph_bytes(nodes, [weight("W", (3, 2)), two], check=False)
+    with pytest.raises(ModelFormatError, match="'cos' has a value of 2 elements"):
+        load_onnx_model(data)
+
+
+def test_expand_to_a_constant_shape_follows_the_batch_rule() -> None:
+    nodes = [
+        helper.make_node("Unsqueeze", ["x", "ax1"], ["u"], name="unsq"),
+        helper.make_node("Expand", ["u", "target"], ["e"], name="expand"),
+        helper.make_node("ReduceSum", ["e", "ax1"], ["s"], keepdims=0, name="sum"),
+        helper.make_node("MatMul", ["s", "W"], ["y"], name="mm"),
+    ]
+    inits = [
+        numpy_helper.from_array(np.asarray([1], dtype=np.int64), "ax1"),
+        numpy_helper.from_array(np.asarray([2, 4, 3], dtype=np.int64), "target"),
+        weight("W", (3, 2)),
+    ]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2])]
+    model = load_onnx_model(graph_bytes(nodes, inits, inputs=inputs, outputs=outputs))
+    X = torch.rand(5, 3, dtype=torch.float64)
+    W = torch.tensor(numpy_helper.to_array(weight("W", (3, 2))), dtype=torch.float64)
+    torch.testing.assert_close(model.module(X), 4.0 * X @ W)
+
+
+def test_clip_with_min_above_max_sets_every_entry_to_max() -> None:
+    lo = numpy_helper.from_array(np.asarray(0.7, dtype=np.float32), "lo")
+    hi = numpy_helper.from_array(np.asarray(0.2, dtype=np.float32), "hi")
+    nodes = [
+        helper.make_node("Gemm", ["x", "W"], ["h"], name="fc"),
+        helper.make_node("Clip", ["h", "lo", "hi"], ["y"], name="clip"),
+    ]
+    model = load_onnx_model(graph_bytes(nodes, [weight("W", (3, 2)), lo, hi]))
+    X = torch.rand(4, 3, dtype=torch.float64)
+    torch.testing.assert_close(model.module(X), torch.full((4, 2), 0.2, dtype=torch.float64))
