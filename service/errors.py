@@ -1,0 +1,311 @@
+"""Errors as RFC 9457 problem details: the ONE place that maps exceptions to HTTP statuses.
+
+Every error answer of the API is ``application/problem+json`` with at least ``type``, ``title``,
+``status`` and ``detail``; validation errors add an ``errors`` list. The mapping:
+
+=====================================  ======  =================================================
+exception                              status  notes
+=====================================  ======  =================================================
+plcore ``InputError`` and subclasses   422     bad model, spec, data, options, shapes
+plcore ``NonDeterministicModelError``  422     the model must be a deterministic function
+plcore ``ResourceLimitError``          413     over the configured size budget
+plcore ``NumericalError``              500     a solver failed (reported, not hidden)
+plcore ``Cancelled``                   409     the job was canceled
+plcore ``PlcertError`` (base)          500
+:class:`ProblemException`              its own e.g. 401, 404, 409, 413, 415
+store ``JobStateConflict``             409     cancel of a finished job, report not ready
+store ``IdempotencyConflict``          422     Idempotency-Key reused with another body
+store ``InvalidCursor``                422
+FastAPI ``RequestValidationError``     422     with ``errors``: [{loc, msg, type}]
+Starlette ``HTTPException``            its own unknown route 404, wrong method 405, ...
+anything else                          500     no internals in the body; logged with a trace
+=====================================  ======  =================================================
+
+:func:`job_error` turns an exception into the ``error`` object stored on a failed job, and
+:func:`job_status_for` says whether it ends the job as ``failed`` or ``canceled``, so that the
+worker uses the same table.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from plcore import errors as E
+from service.store.jobs import IdempotencyConflict, InvalidCursor, JobStateConflict
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+TYPE_PREFIX = "urn:plcert:problem:"
+
+log = logging.getLogger("plcert.service.errors")
+
+PLCORE_STATUS: dict[type[E.PlcertError], int] = {
+    E.PlcertError: 500,
+    E.InputError: 422,
+    E.ModelFormatError: 422,
+    E.ModelSpecError: 422,
+    E.UnsupportedOperatorError: 422,
+    E.UnsafeModelError: 422,
+    E.DatasetError: 422,
+    E.ShapeMismatchError: 422,
+    E.OptionsError: 422,
+    E.NonDeterministicModelError: 422,
+    E.NumericalError: 500,
+    E.ResourceLimitError: 413,
+    E.Cancelled: 409,
+}
+"""HTTP status of every class in :data:`plcore.errors.ALL_ERRORS` (a test checks coverage)."""
+
+PLCORE_TITLE: dict[type[E.PlcertError], str] = {
+    E.PlcertError: "Certification error",
+    E.InputError: "Invalid input",
+    E.ModelFormatError: "Unreadable model",
+    E.ModelSpecError: "Invalid model specification",
+    E.UnsupportedOperatorError: "Unsupported ONNX operator",
+    E.UnsafeModelError: "Unsafe model file",
+    E.DatasetError: "Invalid dataset",
+    E.ShapeMismatchError: "Data does not fit the model",
+    E.OptionsError: "Invalid options",
+    E.NonDeterministicModelError: "Non-deterministic model",
+    E.NumericalError: "Numerical failure",
+    E.ResourceLimitError: "Problem too large",
+    E.Cancelled: "Canceled",
+}
+
+_HTTP_TITLES: dict[int, str] = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Content too large",
+    415: "Unsupported media type",
+    422: "Unprocessable content",
+    429: "Too many requests",
+    500: "Internal server error",
+    503: "Service unavailable",
+}
+
+
+class ProblemException(Exception):
+    """Raise in a route to answer with a problem+json body."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        title: str | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.title = title or _HTTP_TITLES.get(status, "Error")
+        self.code = code
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+
+
+def _lookup(exc: E.PlcertError) -> type[E.PlcertError]:
+    for cls in type(exc).__mro__:
+        if cls in PLCORE_STATUS:
+            return cls
+    return E.PlcertError
+
+
+def status_for(exc: BaseException) -> int:
+    """HTTP status for an exception (the table in the module docstring)."""
+    if isinstance(exc, E.PlcertError):
+        return PLCORE_STATUS[_lookup(exc)]
+    if isinstance(exc, ProblemException):
+        return exc.status
+    if isinstance(exc, JobStateConflict):
+        return 409
+    if isinstance(exc, IdempotencyConflict | InvalidCursor):
+        return 422
+    if isinstance(exc, RequestValidationError):
+        return 422
+    if isinstance(exc, StarletteHTTPException):
+        return exc.status_code
+    return 500
+
+
+def job_status_for(exc: BaseException) -> Literal["failed", "canceled"]:
+    """The final status of a job that ended with ``exc``."""
+    return "canceled" if isinstance(exc, E.Cancelled) else "failed"
+
+
+def job_error(exc: BaseException) -> dict[str, Any]:
+    """The ``error`` object stored on a failed job: {type, title, detail, status}.
+
+    Unexpected exceptions are reported without their message (it may hold internals).
+    """
+    if isinstance(exc, E.PlcertError):
+        cls = _lookup(exc)
+        return {
+            "type": TYPE_PREFIX + exc.code,
+            "title": PLCORE_TITLE[cls],
+            "detail": str(exc),
+            "status": PLCORE_STATUS[cls],
+        }
+    return {
+        "type": TYPE_PREFIX + "internal",
+        "title": "Internal error",
+        "detail": f"unexpected {type(exc).__name__} in the worker; see the worker log",
+        "status": 500,
+    }
+
+
+def problem_body(
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    code: str | None = None,
+    instance: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An RFC 9457 problem object (``type`` is ``about:blank`` for plain HTTP errors)."""
+    body: dict[str, Any] = {
+        "type": TYPE_PREFIX + code if code else "about:blank",
+        "title": title or _HTTP_TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    if extra:
+        body.update(extra)
+    return body
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    *,
+    request: Request | None = None,
+    title: str | None = None,
+    code: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> JSONResponse:
+    """A ``JSONResponse`` with media type application/problem+json."""
+    instance = request.url.path if request is not None else None
+    body = problem_body(status, detail, title=title, code=code, instance=instance, extra=extra)
+    return JSONResponse(
+        jsonable_encoder(body),
+        status_code=status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=dict(headers or {}),
+    )
+
+
+def _validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    # Keep loc / msg / type; drop "input" and "ctx" (they can echo large or secret values).
+    return [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type", "")}
+        for e in errors
+    ]
+
+
+async def _plcore_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, E.PlcertError)
+    cls = _lookup(exc)
+    return problem_response(
+        PLCORE_STATUS[cls], str(exc), request=request, title=PLCORE_TITLE[cls], code=exc.code
+    )
+
+
+async def _problem_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ProblemException)
+    return problem_response(
+        exc.status,
+        exc.detail,
+        request=request,
+        title=exc.title,
+        code=exc.code,
+        headers=exc.headers,
+        extra=exc.extra,
+    )
+
+
+async def _store_handler(request: Request, exc: Exception) -> JSONResponse:
+    code = {
+        JobStateConflict: "state-conflict",
+        IdempotencyConflict: "idempotency-key-reuse",
+        InvalidCursor: "invalid-cursor",
+    }[type(exc)]
+    return problem_response(status_for(exc), str(exc), request=request, code=code)
+
+
+async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = _validation_errors(exc.errors())
+    first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+    where = ".".join(str(p) for p in first["loc"])
+    detail = f"{where}: {first['msg']}" if where else str(first["msg"])
+    if len(errors) > 1:
+        detail += f" (and {len(errors) - 1} more)"
+    return problem_response(
+        422,
+        detail,
+        request=request,
+        title="Invalid request",
+        code="validation",
+        extra={"errors": errors},
+    )
+
+
+async def _http_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else _HTTP_TITLES.get(exc.status_code, "")
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"no resource at {request.url.path}"
+    elif exc.status_code == 405:
+        detail = f"method {request.method} is not allowed on {request.url.path}"
+    return problem_response(
+        exc.status_code, detail, request=request, headers=dict(exc.headers or {})
+    )
+
+
+def internal_error_response(request: Request, exc: BaseException) -> JSONResponse:
+    """500 problem for an unexpected exception: logged with its trace, no internals in the body."""
+    log.error(
+        "unhandled %s on %s %s",
+        type(exc).__name__,
+        request.method,
+        request.url.path,
+        exc_info=(type(exc), exc, exc.__traceback__),
+    )
+    return problem_response(
+        500,
+        "an internal error occurred; it was logged with the request id",
+        request=request,
+        code="internal",
+    )
+
+
+async def _unhandled_handler(request: Request, exc: Exception) -> JSONResponse:
+    return internal_error_response(request, exc)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register every handler of this module on ``app``."""
+    app.add_exception_handler(E.PlcertError, _plcore_handler)
+    app.add_exception_handler(ProblemException, _problem_handler)
+    for cls in (JobStateConflict, IdempotencyConflict, InvalidCursor):
+        app.add_exception_handler(cls, _store_handler)
+    app.add_exception_handler(RequestValidationError, _validation_handler)
+    app.add_exception_handler(StarletteHTTPException, _http_handler)
+    app.add_exception_handler(Exception, _unhandled_handler)

@@ -1,0 +1,1 @@
+"""HTTP routes: certifications (the /v1 API), health and metrics, documentation."""

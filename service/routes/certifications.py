@@ -1,0 +1,276 @@
+"""``/v1/certifications``: submit, read, cancel, delete and list certification jobs.
+
+Routes are thin: parse, call the store / loaders, shape the answer. The submit path:
+
+1. read the body (multipart or JSON) under the size cap (``BodySizeLimitMiddleware``);
+2. normalise it to bytes, formats and validated options, and hash that
+   (``service.submission``);
+3. replay an earlier job for the same ``Idempotency-Key`` and body, or 422 for another body;
+4. load model and data in a thread (a bad model or data is a 422 now, not a failed job later);
+5. store the bytes as artifacts, the job in the store, and send it to the workers.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Literal
+
+import anyio
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
+
+from plcore.report.schema import Report
+from service.deps import ArtifactsDep, DispatcherDep, SettingsDep, StoreDep, TenantDep
+from service.errors import ProblemException
+from service.schemas import (
+    API_PREFIX,
+    CertificationJob,
+    CertificationList,
+    JobStatus,
+    problem_responses,
+)
+from service.store.jobs import JobRecord, JobStore
+from service.submission import SUBMIT_OPENAPI, Submission, read_submission, store_submission
+from service.validation import load_inputs
+
+log = logging.getLogger("plcert.service.api")
+
+REPORT_HTML_HEADERS = {
+    # The report is self-contained (inline CSS, plots as data: URIs, no scripts); a strict
+    # policy keeps any text that came from the upload (names, descriptions) inert.
+    "Content-Security-Policy": "default-src 'none'; img-src data:; style-src 'unsafe-inline'",
+    "X-Content-Type-Options": "nosniff",
+}
+
+router = APIRouter(prefix=f"{API_PREFIX}/certifications", tags=["certifications"])
+
+
+def _job_response(response: Response, job: JobRecord) -> CertificationJob:
+    response.headers["Location"] = f"{API_PREFIX}/certifications/{job.id}"
+    if not job.is_terminal:
+        response.headers["Retry-After"] = "2"
+    return CertificationJob.from_record(job)
+
+
+async def _validate(sub: Submission, timeout_s: float) -> None:
+    """Load model and data in a worker thread, within ``timeout_s`` (PLCERT_VALIDATION_TIMEOUT_S).
+
+    A thread cannot be killed: on timeout the answer is 413 at once and the thread finishes on
+    its own; the size caps of the loaders bound how long that can take.
+    """
+
+    def load() -> None:
+        load_inputs(sub.model, sub.model_format, sub.data, sub.data_format, weights=sub.weights)
+
+    try:
+        with anyio.fail_after(timeout_s):
+            await anyio.to_thread.run_sync(load, abandon_on_cancel=True)
+    except TimeoutError:
+        raise ProblemException(
+            413,
+            f"loading the model and data took longer than {timeout_s:g} s "
+            "(PLCERT_VALIDATION_TIMEOUT_S); submit a smaller problem",
+            title="Problem too large",
+            code="validation-timeout",
+        ) from None
+
+
+async def _get_or_404(store: JobStore, job_id: str, tenant: str) -> JobRecord:
+    job = await run_in_threadpool(store.get_job, job_id, tenant=tenant)
+    if job is None:
+        raise ProblemException(404, f"no certification job {job_id!r}", code="job-not-found")
+    return job
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=CertificationJob,
+    summary="Submit a certification job",
+    openapi_extra=SUBMIT_OPENAPI,
+    responses=problem_responses(401, 413, 415, 422),
+)
+async def create_certification(
+    request: Request,
+    response: Response,
+    tenant: TenantDep,
+    settings: SettingsDep,
+    store: StoreDep,
+    artifacts: ArtifactsDep,
+    dispatch: DispatcherDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            max_length=255,
+            description="Retry-safe submission: the same key and body give the same job.",
+        ),
+    ] = None,
+) -> CertificationJob:
+    """Submit a model and data for certification. Answers 202 with the queued job.
+
+    The model and data are loaded at once: an unreadable model, an invalid spec, NaN data or
+    data that does not fit the model is answered with 422 here.
+    """
+    sub = await read_submission(request)
+    body_sha256 = sub.body_sha256()
+    if idempotency_key is not None:
+        found = await run_in_threadpool(store.find_idempotent, tenant=tenant, key=idempotency_key)
+        if found is not None:
+            stored_hash, job = found
+            if stored_hash != body_sha256:
+                raise ProblemException(
+                    422,
+                    f"Idempotency-Key {idempotency_key!r} was already used with a different "
+                    "request body",
+                    code="idempotency-key-reuse",
+                )
+            response.headers["Idempotent-Replayed"] = "true"
+            return _job_response(response, job)
+
+    await _validate(sub, settings.validation_timeout_s)
+    queue = settings.queue_gpu if sub.options.device.startswith("cuda") else settings.queue_cpu
+    job, created = await run_in_threadpool(
+        store_submission,
+        sub,
+        tenant=tenant,
+        queue=queue,
+        store=store,
+        artifacts=artifacts,
+        idempotency_key=idempotency_key,
+        body_sha256=body_sha256,
+    )
+    if created:
+        try:
+            await run_in_threadpool(dispatch, job)
+        except Exception:
+            # The job is stored and queued; the janitor re-sends queued jobs that no worker
+            # claimed (PLCERT_QUEUED_ORPHAN_AFTER_S), so the submission still succeeds.
+            log.exception("could not send job %s to the broker", job.id, extra={"job_id": job.id})
+        log.info("job %s submitted", job.id, extra={"job_id": job.id, "queue": queue})
+    else:
+        response.headers["Idempotent-Replayed"] = "true"
+    return _job_response(response, job)
+
+
+@router.get(
+    "",
+    response_model=CertificationList,
+    summary="List your certification jobs, newest first",
+    responses=problem_responses(401, 422),
+)
+async def list_certifications(
+    tenant: TenantDep,
+    store: StoreDep,
+    status: Annotated[JobStatus | None, Query(description="Only jobs in this status")] = None,
+    verdict: Annotated[
+        Literal["certified", "not_certified", "inconclusive"] | None,
+        Query(description="Only jobs with this verdict"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=100, description="Page size")] = 20,
+    cursor: Annotated[str | None, Query(max_length=512, description="From next_cursor")] = None,
+) -> CertificationList:
+    """One page of jobs; follow ``next_cursor`` until it is null."""
+    items, next_cursor = await run_in_threadpool(
+        store.list_jobs, tenant=tenant, status=status, verdict=verdict, limit=limit, cursor=cursor
+    )
+    return CertificationList(
+        items=[CertificationJob.from_record(j) for j in items], next_cursor=next_cursor
+    )
+
+
+@router.get(
+    "/{job_id}",
+    response_model=CertificationJob,
+    summary="Status and progress of a job",
+    responses=problem_responses(401, 404),
+)
+async def get_certification(
+    job_id: str, response: Response, tenant: TenantDep, store: StoreDep
+) -> CertificationJob:
+    """The job: status, progress, timestamps, error, verdict and report links."""
+    job = await _get_or_404(store, job_id, tenant)
+    if not job.is_terminal:
+        response.headers["Retry-After"] = "2"
+    return CertificationJob.from_record(job)
+
+
+async def _report_ref(store: JobStore, job_id: str, tenant: str, kind: str) -> str:
+    job = await _get_or_404(store, job_id, tenant)
+    ref = job.report_ref if kind == "json" else job.html_ref
+    if job.status != "succeeded" or ref is None:
+        raise ProblemException(
+            409,
+            f"job {job_id} is {job.status}: the report exists once the job succeeded",
+            code="report-not-ready",
+            extra={"job_status": job.status},
+        )
+    return ref
+
+
+@router.get(
+    "/{job_id}/report",
+    summary="The JSON report of a finished job",
+    response_class=Response,
+    responses={
+        200: {"model": Report, "description": "The report (schema_version 1)"},
+        **problem_responses(401, 404, 409),
+    },
+)
+async def get_report(
+    job_id: str, tenant: TenantDep, store: StoreDep, artifacts: ArtifactsDep
+) -> Response:
+    """The report JSON; 409 until the job succeeded."""
+    ref = await _report_ref(store, job_id, tenant, "json")
+    content = await run_in_threadpool(artifacts.get, ref)
+    return Response(content, media_type="application/json")
+
+
+@router.get(
+    "/{job_id}/report.html",
+    summary="The HTML report of a finished job",
+    response_class=HTMLResponse,
+    responses=problem_responses(401, 404, 409),
+)
+async def get_report_html(
+    job_id: str, tenant: TenantDep, store: StoreDep, artifacts: ArtifactsDep
+) -> HTMLResponse:
+    """A self-contained HTML page; 409 until the job succeeded."""
+    ref = await _report_ref(store, job_id, tenant, "html")
+    content = await run_in_threadpool(artifacts.get, ref)
+    return HTMLResponse(content, headers=REPORT_HTML_HEADERS)
+
+
+@router.post(
+    "/{job_id}/cancel",
+    status_code=202,
+    response_model=CertificationJob,
+    summary="Cancel a job",
+    responses=problem_responses(401, 404, 409),
+)
+async def cancel_certification(
+    job_id: str, response: Response, tenant: TenantDep, store: StoreDep
+) -> CertificationJob:
+    """A queued job is canceled at once; a running one stops at its next progress report.
+
+    409 when the job already finished.
+    """
+    job = await run_in_threadpool(store.request_cancel, job_id, tenant=tenant)
+    if job is None:
+        raise ProblemException(404, f"no certification job {job_id!r}", code="job-not-found")
+    return _job_response(response, job)
+
+
+@router.delete(
+    "/{job_id}",
+    status_code=204,
+    response_class=Response,
+    summary="Delete a job",
+    responses=problem_responses(401, 404),
+)
+async def delete_certification(job_id: str, tenant: TenantDep, store: StoreDep) -> Response:
+    """Delete the job (a running one is asked to stop first); afterwards GET answers 404."""
+    if not await run_in_threadpool(store.delete_job, job_id, tenant=tenant):
+        raise ProblemException(404, f"no certification job {job_id!r}", code="job-not-found")
+    return Response(status_code=204)

@@ -1,0 +1,176 @@
+"""Request and response bodies of the HTTP API (one class per role)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from plcore.models.spec import ModelSpec
+from plcore.options import CertifyOptions
+from service.store.jobs import JobRecord
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
+API_PREFIX = "/v1"
+
+
+class ProblemDetails(BaseModel):
+    """An RFC 9457 problem detail (media type application/problem+json)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="URI of the problem kind; 'about:blank' for plain HTTP errors")
+    title: str = Field(description="Short summary of the problem kind")
+    status: int = Field(description="HTTP status code")
+    detail: str = Field(description="What went wrong in this request")
+    instance: str | None = Field(None, description="Path of the request")
+    errors: list[dict[str, Any]] | None = Field(
+        None, description="Validation errors: [{loc, msg, type}] (422 only)"
+    )
+
+
+_PROBLEM_DESCRIPTIONS = {
+    401: "Missing or invalid API key",
+    404: "No such resource (or another tenant's job)",
+    409: "The job is not in a state that allows this",
+    413: "Request body over the upload limit",
+    415: "Unsupported content type",
+    422: "Invalid request, model, data or options",
+    500: "Internal error (no details exposed; see the log by request id)",
+    503: "A dependency is not ready",
+}
+
+
+def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries documenting problem+json answers with these statuses."""
+    return {
+        code: {
+            "model": ProblemDetails,
+            "description": _PROBLEM_DESCRIPTIONS.get(code, "Error"),
+            "content": {
+                "application/problem+json": {
+                    "schema": {"$ref": "#/components/schemas/ProblemDetails"}
+                }
+            },
+        }
+        for code in codes
+    }
+
+
+class InlineData(BaseModel):
+    """Training data given inline: X (n x d or n x C x H x W) and y (n or n x k)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    X: list[Any] = Field(description="Inputs as nested lists")
+    y: list[Any] = Field(description="Targets as a list or nested lists")
+
+
+class CertificationCreateJSON(BaseModel):
+    """JSON form of a submission: a model spec, data inline or by name, and options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_spec: ModelSpec = Field(description="JSON model specification (MLP shorthand or layers)")
+    data: InlineData | str = Field(
+        description='{"X": [...], "y": [...]}, or a named dataset like "sklearn:digits?n=64"'
+    )
+    options: CertifyOptions = Field(
+        default_factory=lambda: CertifyOptions(), description="Certification options"
+    )
+
+
+class Progress(BaseModel):
+    """How far a job got."""
+
+    fraction: float = Field(ge=0, le=1, description="0 at submission, 1 when done")
+    stage: str = Field(description="Name of the current stage")
+
+
+class JobLinks(BaseModel):
+    """Related URLs (relative to the API root)."""
+
+    self: str
+    report: str
+    report_html: str
+    cancel: str
+
+
+class JobError(BaseModel):
+    """Why a job failed (the problem object of the error that ended it)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    detail: str
+    status: int | None = None
+
+
+class CertificationJob(BaseModel):
+    """A certification job as the API shows it."""
+
+    id: str
+    status: JobStatus
+    progress: Progress
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: JobError | None
+    report_url: str | None = Field(description="JSON report, once the job succeeded")
+    report_html_url: str | None = Field(description="HTML report, once the job succeeded")
+    verdict: str | None = Field(description="certified, not_certified or inconclusive")
+    attempt: int = Field(description="How many times a worker started the job")
+    cancel_requested: bool
+    queue: str
+    options: dict[str, Any]
+    links: JobLinks
+
+    @classmethod
+    def from_record(cls, job: JobRecord) -> CertificationJob:
+        """The public view of a stored job."""
+        base = f"{API_PREFIX}/certifications/{job.id}"
+        done = job.status == "succeeded"
+        return cls(
+            id=job.id,
+            status=job.status,
+            progress=Progress(fraction=job.progress_fraction, stage=job.progress_stage),
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            error=JobError.model_validate(job.error) if job.error else None,
+            report_url=f"{base}/report" if done and job.report_ref else None,
+            report_html_url=f"{base}/report.html" if done and job.html_ref else None,
+            verdict=job.verdict,
+            attempt=job.attempt,
+            cancel_requested=job.cancel_requested,
+            queue=job.queue,
+            options=job.options,
+            links=JobLinks(
+                self=base,
+                report=f"{base}/report",
+                report_html=f"{base}/report.html",
+                cancel=f"{base}/cancel",
+            ),
+        )
+
+
+class CertificationList(BaseModel):
+    """One page of jobs, newest first."""
+
+    items: list[CertificationJob]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null at end")
+
+
+class Health(BaseModel):
+    """Liveness answer."""
+
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    """Readiness answer: each dependency and whether it is usable."""
+
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, str]

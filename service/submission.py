@@ -1,0 +1,223 @@
+"""Reading a submission: multipart or JSON body -> bytes, formats and validated options.
+
+The body has already passed the size cap (``BodySizeLimitMiddleware`` aborts while it streams).
+The normalised :class:`Submission` is hashed for Idempotency-Key checks, so the same files sent
+with another multipart boundary, or the same JSON with another key order, count as the same body.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from plcore.options import CertifyOptions
+from service.errors import ProblemException
+from service.schemas import CertificationCreateJSON
+from service.store.artifacts import ArtifactStore
+from service.store.jobs import JobRecord, JobStore
+from service.validation import DATA_SUFFIX, MODEL_SUFFIX, data_format_for, model_format_for
+
+MULTIPART_SCHEMA = {
+    "type": "object",
+    "required": ["model", "data"],
+    "properties": {
+        "model": {
+            "type": "string",
+            "format": "binary",
+            "description": "ONNX file (.onnx) or JSON model spec (.json)",
+        },
+        "data": {
+            "type": "string",
+            "format": "binary",
+            "description": ".npz (X, y), .npy, .csv or .json ({X, y})",
+        },
+        "weights": {
+            "type": "string",
+            "format": "binary",
+            "description": "Optional weights for a JSON spec (.safetensors or .npz)",
+        },
+        "options": {
+            "type": "string",
+            "description": 'CertifyOptions as a JSON string, e.g. {"budget": "fast"}',
+        },
+    },
+}
+
+SUBMIT_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": MULTIPART_SCHEMA},
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/CertificationCreateJSON"}
+            },
+        },
+    }
+}
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A submission normalised to bytes, formats and validated options."""
+
+    model: bytes
+    model_format: str
+    data: bytes
+    data_format: str
+    weights: bytes | None
+    options: CertifyOptions
+
+    def body_sha256(self) -> str:
+        """Hash of what the job computes (independent of multipart boundaries, key order)."""
+        canonical = {
+            "model": hashlib.sha256(self.model).hexdigest(),
+            "model_format": self.model_format,
+            "data": hashlib.sha256(self.data).hexdigest(),
+            "data_format": self.data_format,
+            "weights": hashlib.sha256(self.weights).hexdigest() if self.weights else None,
+            "options": self.options.model_dump(mode="json"),
+        }
+        return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+
+
+def _invalid(loc: list[str | int], msg: str, type_: str = "value_error") -> RequestValidationError:
+    return RequestValidationError([{"loc": ("body", *loc), "msg": msg, "type": type_}])
+
+
+def _options_from(raw: Any) -> CertifyOptions:
+    try:
+        return CertifyOptions.model_validate(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", "options", *e["loc"])} for e in exc.errors()]
+        ) from None
+
+
+async def read_multipart(request: Request) -> Submission:
+    """Files ``model``, ``data`` (required) and ``weights``, and the ``options`` JSON field.
+
+    Formats come from the file names' suffixes, else from the content. Other fields are 422.
+    """
+    form = await request.form(max_files=3, max_fields=4)
+    try:
+        parts: dict[str, bytes] = {}
+        names: dict[str, str | None] = {}
+        for field in ("model", "data", "weights"):
+            value = form.get(field)
+            if value is None:
+                continue
+            if not isinstance(value, UploadFile):
+                raise _invalid([field], f"'{field}' must be a file part")
+            parts[field] = await value.read()
+            names[field] = value.filename
+        for field in ("model", "data"):
+            if field not in parts:
+                raise _invalid([field], f"the multipart body has no '{field}' file", "missing")
+        unknown = sorted(set(form.keys()) - {"model", "data", "weights", "options"})
+        if unknown:
+            raise _invalid([unknown[0]], f"unknown form fields {unknown}", "extra_forbidden")
+        raw_options = form.get("options")
+        if isinstance(raw_options, UploadFile):
+            raw_options = (await raw_options.read()).decode("utf-8", "replace")
+        try:
+            options_obj = json.loads(raw_options) if raw_options else {}
+        except json.JSONDecodeError as exc:
+            raise _invalid(
+                ["options"], f"options is not valid JSON: {exc}", "json_invalid"
+            ) from None
+        options = _options_from(options_obj)
+    finally:
+        await form.close()
+    model, data = parts["model"], parts["data"]
+    return Submission(
+        model=model,
+        model_format=model_format_for(names["model"], model),
+        data=data,
+        data_format=data_format_for(names["data"], data),
+        weights=parts.get("weights"),
+        options=options,
+    )
+
+
+async def read_json(request: Request) -> Submission:
+    """``{"model_spec", "data", "options"}``; the spec is stored as canonical JSON, inline data
+    as JSON ``{"X", "y"}`` and a dataset name (``"sklearn:..."``) as its UTF-8 text."""
+    raw = await request.body()
+    try:
+        body = CertificationCreateJSON.model_validate_json(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
+        ) from None
+    spec = body.model_spec.model_dump(mode="json", exclude_none=False)
+    model = json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()
+    if isinstance(body.data, str):
+        data, data_format = body.data.encode("utf-8"), "named"
+    else:
+        data = json.dumps({"X": body.data.X, "y": body.data.y}, separators=(",", ":")).encode()
+        data_format = "json"
+    return Submission(
+        model=model,
+        model_format="json",
+        data=data,
+        data_format=data_format,
+        weights=None,
+        options=body.options,
+    )
+
+
+def store_submission(
+    sub: Submission,
+    *,
+    tenant: str,
+    queue: str,
+    store: JobStore,
+    artifacts: ArtifactStore,
+    idempotency_key: str | None,
+    body_sha256: str,
+) -> tuple[JobRecord, bool]:
+    """Write the bytes to the artifact store and create the job (once per Idempotency-Key).
+
+    Returns ``(job, created)``; ``created`` is False when a concurrent request with the same key
+    and body created the job first.
+    """
+    refs: dict[str, Any] = {
+        "model_ref": artifacts.put(sub.model, suffix=MODEL_SUFFIX[sub.model_format]),
+        "data_ref": artifacts.put(sub.data, suffix=DATA_SUFFIX[sub.data_format]),
+        "weights_ref": artifacts.put(sub.weights, suffix=".weights") if sub.weights else None,
+    }
+    job = {
+        "tenant": tenant,
+        "options": sub.options.model_dump(mode="json"),
+        "model_format": sub.model_format,
+        "data_format": sub.data_format,
+        "queue": queue,
+        **refs,
+    }
+    if idempotency_key is None:
+        return store.create_job(**job), True
+    return store.create_job_idempotent(
+        idempotency_key=idempotency_key, body_sha256=body_sha256, **job
+    )
+
+
+async def read_submission(request: Request) -> Submission:
+    """Parse a multipart or JSON submission; 415 problem for any other content type."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "multipart/form-data":
+        return await read_multipart(request)
+    if ctype == "application/json":
+        return await read_json(request)
+    raise ProblemException(
+        415,
+        f"content type {ctype or '(none)'!r} is not accepted; send multipart/form-data "
+        "(files model, data) or application/json (model_spec, data)",
+        code="unsupported-media-type",
+    )

@@ -1,0 +1,66 @@
+"""/docs, /redoc and /openapi.json: local assets only; API key scheme and Problem schema."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.service.conftest import AppFactory
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_docs_page_uses_only_local_assets_that_answer(make_client: AppFactory, page: str) -> None:
+    _, client, _ = make_client()
+    r = client.get(page)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    html = r.text
+    assert "cdn" not in html.lower()
+    assert not re.search(r"https?://", html), re.findall(r"https?://[^\"' ]+", html)
+    assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", html)
+    assert assets, "the page loads no assets"
+    for url in assets:
+        got = client.get(url)
+        assert got.status_code == 200, url
+        assert len(got.content) > 100, url
+
+
+def test_openapi_has_api_key_scheme_problem_schema_and_both_submit_bodies(
+    make_client: AppFactory,
+) -> None:
+    _, client, _ = make_client()
+    spec = client.get("/openapi.json").json()
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["ApiKey"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": schemes["ApiKey"]["description"],
+    }
+    assert "ProblemDetails" in spec["components"]["schemas"]
+    assert "CertificationCreateJSON" in spec["components"]["schemas"]
+    post = spec["paths"]["/v1/certifications"]["post"]
+    assert {"ApiKey": []} in post["security"]
+    assert set(post["requestBody"]["content"]) == {"multipart/form-data", "application/json"}
+    assert "application/problem+json" in post["responses"]["422"]["content"]
+    get = spec["paths"]["/v1/certifications/{job_id}"]["get"]
+    assert "404" in get["responses"]
+    # every $ref resolves
+    refs = set(re.findall(r'"#/components/schemas/([^"]+)"', client.get("/openapi.json").text))
+    assert refs <= set(spec["components"]["schemas"])
+
+
+def test_every_documented_error_answer_is_problem_json(make_client: AppFactory) -> None:
+    _, client, _ = make_client()
+    spec = client.get("/openapi.json").json()
+    errors = [
+        (path, method, code, resp)
+        for path, ops in spec["paths"].items()
+        for method, op in ops.items()
+        for code, resp in op["responses"].items()
+        if code.startswith(("4", "5"))
+    ]
+    assert errors
+    for path, method, code, resp in errors:
+        assert list(resp["content"]) == ["application/problem+json"], (path, method, code)
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
