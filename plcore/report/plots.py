@@ -1,0 +1,284 @@
+"""The report's figures, as PNG data URIs (pure functions of a :class:`Report`, no I/O).
+
+Every figure is drawn on a :class:`matplotlib.figure.Figure` with the Agg canvas attached
+explicitly, so nothing touches pyplot's global state or the process-wide backend. Each function
+returns ``None`` when the report lacks the data the figure needs.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TypeGuard
+
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from plcore.report.schema import Report
+
+_WIDTH_IN, _HEIGHT_IN, _DPI = 6.4, 3.6, 110
+
+_MARKERS: dict[str, str] = {
+    "center": "*",
+    "sphere": "o",
+    "path": "s",
+    "ascent_hessian": "^",
+    "descent_lambda": "v",
+}
+
+
+@dataclass(frozen=True)
+class Plot:
+    """One figure: a PNG data URI plus the text that goes with it."""
+
+    key: str
+    title: str
+    caption: str
+    data_uri: str
+
+
+def _finite(x: float | None) -> TypeGuard[float]:
+    return x is not None and math.isfinite(x)
+
+
+def _positive(x: float | None) -> TypeGuard[float]:
+    return x is not None and math.isfinite(x) and x > 0
+
+
+def _new_axes() -> tuple[Figure, Axes]:
+    fig = Figure(figsize=(_WIDTH_IN, _HEIGHT_IN), dpi=_DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.grid(True, which="major", alpha=0.3)
+    return fig, ax
+
+
+def _to_data_uri(fig: Figure) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=_DPI, metadata={"Software": None})
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _positive_series(ts: Iterable[int], ys: Iterable[float]) -> tuple[list[int], list[float]]:
+    """Keep the points a log axis can show (finite and > 0)."""
+    pairs = [(t, y) for t, y in zip(ts, ys, strict=False) if _positive(y)]
+    return [t for t, _ in pairs], [y for _, y in pairs]
+
+
+def recorded_steps(steps: Sequence[int], n: int) -> list[int]:
+    """Step index of each of the n stored points: ``validation.recorded_steps`` when it matches
+    (long runs are downsampled), else 0..n-1."""
+    return list(steps) if len(steps) == n else list(range(n))
+
+
+def loss_plot(report: Report) -> Plot | None:
+    """Loss of the checking run against the certified bounds (log scale).
+
+    GD bound (local PL* theorem, Liu, Zhu & Belkin 2022, Thm. 6): L_t <= (1 - eta mu)^t L_0 with
+    ``rate = report.gd.rate``. Path bound from t* = ``report.path.certified_from_step``:
+    L_t <= rate_path^(t - t*) L_t*, with L_t* = 1/2 ||r(w_t*)||^2 from ``path.residual_at_step``
+    (else the last stored loss at or before t*, which is >= L_t* since GD decreases the loss).
+    """
+    v = report.validation
+    if v is None or not v.losses:
+        return None
+    steps = recorded_steps(v.recorded_steps, len(v.losses))
+    ts, ls = _positive_series(steps, v.losses)
+    if not ts:
+        return None
+    fig, ax = _new_axes()
+    ax.set_yscale("log")
+    ax.plot(ts, ls, color="#1f5fa8", lw=1.8, label="GD loss $L_t$ (checking run)")
+    L0 = v.losses[0]
+    rate = report.gd.rate
+    floor = min(ls) * 1e-2
+    if _positive(L0) and _finite(rate) and 0 < rate <= 1:
+        bt, bl = _positive_series(steps, (L0 * rate**t for t in steps))
+        bl = [max(b, floor) for b in bl]
+        ax.plot(bt, bl, "--", color="#c0392b", lw=1.4, label=r"bound $(1-\eta\mu)^t L_0$")
+    t_star = report.path.certified_from_step
+    prate = report.path.rate
+    L_star = _loss_at(report, steps, t_star)
+    if t_star is not None and L_star is not None and _finite(prate) and 0 < prate <= 1:
+        after = [t for t in steps if t >= t_star] or [t_star]
+        pt, pl = _positive_series(after, (L_star * prate ** (t - t_star) for t in after))
+        pl = [max(b, floor) for b in pl]
+        ax.plot(pt, pl, ":", color="#8e44ad", lw=1.8, label=f"path bound from $t^*={t_star}$")
+        ax.axvline(t_star, color="#8e44ad", lw=0.8, alpha=0.6)
+    if v.sgd_losses:
+        sgd_steps = recorded_steps(v.recorded_steps, len(v.sgd_losses))
+        st, sl = _positive_series(sgd_steps, v.sgd_losses)
+        if st:
+            ax.plot(st, sl, color="#27ae60", lw=1.0, alpha=0.8, label=f"SGD (s={v.sgd_batch_size})")
+    target = report.gd.target_loss
+    off_chart = ""
+    if _positive(target):
+        if target >= min(ls) * 1e-2:
+            ax.axhline(target, color="#7f8c8d", lw=0.8, ls="-.", label="target loss")
+        else:
+            # A target far below the run would squash the curves into one flat line.
+            off_chart = f" The target loss {target:.4g} lies below the plotted range."
+    ax.set_xlabel("step t")
+    ax.set_ylabel("loss L (½ sum of squares)")
+    ax.legend(loc="best", fontsize=8)
+    caption = (
+        "Loss of the checking GD run (log scale) against the certified linear rate"
+        + (" and the path certificate from step t*" if t_star is not None else "")
+        + "."
+        + off_chart
+    )
+    return Plot("loss", "Loss against the bound", caption, _to_data_uri(fig))
+
+
+def _loss_at(report: Report, steps: Sequence[int], t_star: int | None) -> float | None:
+    """L_t* for the path bound (see :func:`loss_plot`), or None when unknown."""
+    v = report.validation
+    if t_star is None or v is None or t_star < 0:
+        return None
+    r = report.path.residual_at_step
+    if _positive(r):
+        return 0.5 * r * r
+    before = [(t, L) for t, L in zip(steps, v.losses, strict=False) if t <= t_star]
+    if not before or not _positive(before[-1][1]):
+        return None
+    return before[-1][1]
+
+
+def spectrum_plot(report: Report) -> Plot | None:
+    """Eigenvalues of the tangent kernel K(w0) = J J^T, sorted ascending, on a log scale.
+
+    Non-positive eigenvalues (rank deficiency, N > m) cannot be shown on a log axis; they are
+    drawn at a floor of 1e-16 lambda_max and counted in the caption.
+    """
+    ev = [e for e in report.initial.spectrum if _finite(e)]
+    if not ev:
+        return None
+    ev.sort()
+    top = max(ev)
+    if top <= 0:
+        return None
+    floor = top * 1e-16
+    shown = [max(e, floor) for e in ev]
+    n_nonpos = sum(1 for e in ev if e <= floor)
+    fig, ax = _new_axes()
+    ax.set_yscale("log")
+    idx = list(range(1, len(shown) + 1))
+    ax.plot(idx, shown, ".", ms=3 if len(shown) > 200 else 5, color="#1f5fa8")
+    ax.axhline(ev[0] if ev[0] > floor else floor, color="#c0392b", lw=0.8, ls="--")
+    ax.set_xlabel("index (ascending)")
+    ax.set_ylabel(r"eigenvalue of $K(w_0)$")
+    caption = f"Spectrum of the tangent kernel at initialisation ({len(ev)} eigenvalues)."
+    if n_nonpos:
+        caption += f" {n_nonpos} eigenvalue(s) at or below 1e-16·λ_max are drawn at that floor."
+    return Plot("spectrum", "Tangent-kernel spectrum", caption, _to_data_uri(fig))
+
+
+def probes_plot(report: Report) -> Plot | None:
+    """lambda_min(K(w)) at the probed points w against their distance ||w - w0||.
+
+    The sampled minimum is an upper estimate of mu = inf_B lambda_min(K); the proven lower bound
+    (when known) is drawn beside it.
+    """
+    pts = [p for p in report.probes if _finite(p.distance) and _finite(p.lambda_min)]
+    if not pts:
+        return None
+    fig, ax = _new_axes()
+    values = [p.lambda_min for p in pts]
+    use_log = min(values) > 0 and max(values) / min(values) > 50
+    if use_log:
+        ax.set_yscale("log")
+    positive_d = [p.distance for p in pts if p.distance > 0]
+    if positive_d and max(positive_d) / min(positive_d) > 100:
+        ax.set_xscale("symlog", linthresh=min(positive_d))
+    for source in sorted({p.source for p in pts}):
+        sel = [p for p in pts if p.source == source]
+        ax.scatter(
+            [p.distance for p in sel],
+            [p.lambda_min for p in sel],
+            marker=_MARKERS.get(source, "x"),
+            s=36 if source == "center" else 18,
+            alpha=0.8,
+            label=source.replace("_", " "),
+        )
+    mu = report.constants.mu
+    if _finite(mu.estimate) and (not use_log or _positive(mu.estimate)):
+        ax.axhline(mu.estimate, color="#e67e22", lw=1.0, ls="--", label="μ estimate")
+    if _finite(mu.lower_bound) and (not use_log or _positive(mu.lower_bound)):
+        ax.axhline(mu.lower_bound, color="#c0392b", lw=1.0, ls="-", label="μ lower bound")
+    rho = report.constants.search_radius
+    if _positive(rho):
+        ax.axvline(rho, color="#7f8c8d", lw=0.8, ls=":", label="search radius ρ")
+    ax.set_xlabel(r"distance $\|w - w_0\|$")
+    ax.set_ylabel(r"$\lambda_{\min}(K(w))$")
+    ax.legend(loc="best", fontsize=8)
+    caption = (
+        f"Smallest kernel eigenvalue at {len(pts)} probed points, by how they were found; "
+        "the sampled minimum is an upper estimate of μ."
+    )
+    return Plot("probes", "λ_min along the probes", caption, _to_data_uri(fig))
+
+
+def distance_plot(report: Report) -> Plot | None:
+    """Distance ||w_t - w0|| of the checking run against the radius R = 2 L_F ||r0|| / mu.
+
+    From t* on, the path certificate keeps the run within ||w_t* - w0|| + R_path of w0
+    (triangle inequality), drawn as a segment from t*.
+    """
+    v = report.validation
+    if v is None or not v.distances:
+        return None
+    ds: Sequence[float] = v.distances
+    steps = recorded_steps(v.recorded_steps, len(ds))
+    pairs = [(t, d) for t, d in zip(steps, ds, strict=True) if _finite(d)]
+    if not pairs:
+        return None
+    fig, ax = _new_axes()
+    ax.plot(
+        [t for t, _ in pairs], [d for _, d in pairs], color="#1f5fa8", lw=1.8, label="‖w_t − w_0‖"
+    )
+    top = max(d for _, d in pairs)
+    off_chart: list[str] = []
+    for value, name, style in (
+        (report.constants.radius, "radius R (at w₀)", ("#c0392b", 1.2, "--")),
+        (report.constants.search_radius, "search radius ρ", ("#7f8c8d", 0.8, ":")),
+    ):
+        if not _positive(value):
+            continue
+        if top > 0 and value > 20 * top:
+            # Far above the run: drawing it would flatten the curve; say so instead.
+            off_chart.append(f"{name.split(' (')[0]} = {value:.4g}")
+            continue
+        color, lw, ls = style
+        ax.axhline(value, color=color, lw=lw, ls=ls, label=name)
+    t_star = report.path.certified_from_step
+    pr = report.path.radius
+    at_star = dict(pairs).get(t_star) if t_star is not None else None
+    if _positive(pr) and t_star is not None and at_star is not None:
+        # Drawn only when w_t* itself was stored: the bound needs ||w_t* - w0|| exactly.
+        ax.hlines(
+            at_star + pr,
+            t_star,
+            pairs[-1][0],
+            color="#8e44ad",
+            lw=1.2,
+            ls="-.",
+            label=f"‖w_t* − w₀‖ + path radius (t*={t_star})",
+        )
+    ax.set_xlabel("step t")
+    ax.set_ylabel("distance from initialisation")
+    ax.legend(loc="best", fontsize=8)
+    caption = "Distance travelled by the checking run against the certified radius."
+    if off_chart:
+        caption += " Off the chart (more than 20 times the distance travelled): "
+        caption += ", ".join(off_chart) + "."
+    return Plot("distance", "Distance travelled against R", caption, _to_data_uri(fig))
+
+
+def all_plots(report: Report) -> list[Plot]:
+    """Every figure the report has data for, in page order."""
+    plots = (loss_plot(report), distance_plot(report), spectrum_plot(report), probes_plot(report))
+    return [p for p in plots if p is not None]

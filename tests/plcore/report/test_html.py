@@ -1,0 +1,264 @@
+"""The HTML report page: sections, numbers, escaping, self-containment, and a real browser."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from plcore.report.html import NA, fmt_number, fmt_rate, meaning_sentences, render_html
+from plcore.report.schema import InitClosure, Report
+from tests.conftest import require_system_tool
+from tests.plcore.report.sample_reports import XSS, full_report, minimal_report
+from tests.plcore.report.test_plots import png_size
+
+HEADINGS = [
+    "Verdict",
+    "What this means",
+    "Problem",
+    "Constants on the ball",
+    "Quantities at initialisation",
+    "Gradient descent",
+    "Planned learning rate",
+    "SGD",
+    "Checking run",
+    "Path certificate",
+    "Closure at initialisation",
+    "Width extrapolation",
+    "PL*_ε",
+    "Plots",
+    "Conventions",
+    "Provenance",
+]
+
+
+@pytest.fixture(scope="module")
+def full_page() -> str:
+    """The full sample report rendered once (the figures make rendering take about a second)."""
+    return render_html(full_report())
+
+
+def _headings(page: str) -> list[str]:
+    return re.findall(r"<h[23]>(.*?)</h[23]>", page)
+
+
+def _path_only_report() -> Report:
+    """Does not close at w0, but closes from step 400 of the checking run."""
+    report = full_report()
+    at_init = InitClosure(
+        closes=False,
+        failing_inequality="R(rho) <= rho",
+        required_radius=3.2,
+        allowed_radius=1.06,
+        residual_norm=5.0,
+        residual_threshold=2.1,
+        factor=2.381,
+    )
+    constants = report.constants.model_copy(update={"radius_closes": False})
+    return report.model_copy(update={"at_init": at_init, "constants": constants})
+
+
+def test_every_section_heading_is_present_in_order(full_page: str) -> None:
+    assert _headings(full_page) == HEADINGS
+    assert _headings(render_html(minimal_report())) == HEADINGS
+
+
+def test_verdict_comes_first_with_badge_tier_and_reasons(full_page: str) -> None:
+    page = full_page
+    body = page[page.index("<main>") :]
+    assert body.index('class="badge verdict-certified"') < body.index('id="meaning"')
+    assert "estimated: sampled constants" in body
+    assert "<li>the PL* radius R = 0.82 closes inside the search ball rho = 0.9</li>" in body
+
+
+def test_numbers_are_shown_to_four_significant_digits(full_page: str) -> None:
+    page = full_page
+    for text in ("0.01142", "0.3654", "2135", "29495", "82433", "0.8234", "1.25e-05", "1288"):
+        assert f">{text}<" in page, text
+    assert "0.011420000" not in page
+    assert "201 points stored" in page
+    assert "per-sample smoothness at the probes" in page
+    assert "Steps checked along the run" in page
+    assert ">0.01151<" in page and "used from step 400" in page
+
+
+def test_number_formatting_of_edge_values() -> None:
+    assert fmt_number(1234567.0) == "1.235e+06"
+    assert fmt_number(7) == "7"
+    assert fmt_number(None) == NA
+    assert fmt_number(float("inf")) == NA
+    assert fmt_number(float("nan")) == NA
+    assert 'title="not available"' in NA
+
+
+def test_rates_near_one_keep_their_distance_from_one() -> None:
+    assert fmt_rate(1 - 3.2e-9) == "1 − 3.2e-09"
+    assert fmt_rate(0.5) == "0.5"
+    assert fmt_rate(1.0) == "1"
+    assert fmt_rate(None) == "n/a"
+
+
+def test_missing_values_render_as_dash_with_tooltip() -> None:
+    page = render_html(minimal_report())
+    assert page.count(NA) > 10
+    assert "No checking run was made." in page
+    assert "No mini-batch sizes were requested." in page
+    assert "No data to plot." in page
+
+
+def test_user_strings_are_escaped_everywhere() -> None:
+    report = full_report(description=XSS)
+    problem = report.problem.model_copy(update={"dataset_name": XSS})
+    provenance = report.provenance.model_copy(update={"options": {"note": XSS}, "budget": XSS})
+    mu = report.constants.mu.model_copy(update={"method": XSS})
+    constants = report.constants.model_copy(update={"mu": mu})
+    report = report.model_copy(
+        update={
+            "problem": problem,
+            "provenance": provenance,
+            "constants": constants,
+            "reasons": [XSS],
+            "conventions": {XSS: XSS},
+        }
+    )
+    page = render_html(report)
+    assert "<script" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert page.count("&lt;script&gt;") >= 7
+
+
+def test_page_is_self_contained(full_page: str) -> None:
+    page = full_page
+    assert "http://" not in page and "https://" not in page
+    assert "<script" not in page and "<link" not in page
+    sources = re.findall(r'src="([^"]*)"', page)
+    assert len(sources) == 4
+    assert all(s.startswith("data:image/png;base64,") for s in sources)
+
+
+def test_embedded_plots_are_valid_pngs_with_captions(full_page: str) -> None:
+    page = full_page
+    for uri in re.findall(r'src="([^"]*)"', page):
+        width, height = png_size(uri)
+        assert width > 0 and height > 0
+    assert page.count("<figcaption>") == 4
+
+
+def test_meaning_states_the_rate_and_steps_when_certified_at_init() -> None:
+    text = " ".join(meaning_sentences(full_report()))
+    assert "step η = 0.01142 on the sum loss" in text
+    assert "η = 0.3654 on the mean squared error" in text
+    assert "L_t ≤ (1 − 0.0004684)^t · L_0" in text
+    assert "within 29495 steps" in text
+    assert "estimates from sampled points" in text
+
+
+def test_meaning_explains_a_path_certificate() -> None:
+    report = _path_only_report()
+    text = " ".join(meaning_sentences(report))
+    assert "does not apply at the initial weights" in text
+    assert "‖r₀‖ = 5 is 2.381 times the threshold r* = 2.1" in text
+    assert "from step t* = 400" in text
+    assert "rate L_t ≤ (1 − 0.0005)^(t − t*)" in text
+
+
+def test_meaning_explains_under_parameterization() -> None:
+    text = " ".join(meaning_sentences(minimal_report()))
+    assert "fewer parameters (m = 65) than equations (N = n·k = 200)" in text
+    assert "proven bounds" in text
+
+
+def test_meaning_of_an_inconclusive_report_names_the_failing_closure() -> None:
+    base = _path_only_report()
+    report = base.model_copy(
+        update={
+            "verdict": "inconclusive",
+            "path": base.path.model_copy(
+                update={"certified_from_step": None, "steps_needed_estimate": 900}
+            ),
+        }
+    )
+    text = " ".join(meaning_sentences(report))
+    assert "neither proves nor refutes" in text
+    assert "about 900 steps" in text
+    assert "PL*_ε" in text
+
+
+def test_meaning_of_not_certified_when_the_residual_is_too_large() -> None:
+    base = _path_only_report()
+    report = base.model_copy(
+        update={
+            "verdict": "not_certified",
+            "path": base.path.model_copy(
+                update={"certified_from_step": None, "steps_needed_estimate": 134352}
+            ),
+            # a PL*_eps at the initial loss says nothing and is left out of the text
+            "pl_eps": base.pl_eps.model_copy(update={"eps": base.initial.loss})
+            if base.pl_eps
+            else None,
+        }
+    )
+    text = " ".join(meaning_sentences(report))
+    assert "does not apply at the initial weights w₀ because the initial residual" in text
+    assert "Along the checking run of 2000 steps it never started to apply" in text
+    assert "about 134352 steps" in text
+    assert "not certified" in text
+    assert "PL*_ε" not in text
+
+
+def test_nonsmooth_models_are_flagged_as_heuristic() -> None:
+    report = full_report()
+    report = report.model_copy(
+        update={"problem": report.problem.model_copy(update={"smooth": False})}
+    )
+    assert "heuristic" in " ".join(meaning_sentences(report))
+
+
+def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
+    cmd = [
+        "chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        *args,
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium_without_console_errors(
+    tmp_path: Path, artifacts_dir: Path
+) -> None:
+    require_system_tool("chromium", "renders the HTML report")
+    page = tmp_path / "report.html"
+    page.write_text(render_html(full_report(description=XSS)), encoding="utf-8")
+    url = page.resolve().as_uri()
+    shot = artifacts_dir / "report.png"
+    shot.unlink(missing_ok=True)
+
+    dom = _chromium("--enable-logging=stderr", "--v=0", "--dump-dom", url, profile=tmp_path / "p1")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert "badge verdict-certified" in dom.stdout
+    assert ">Certified<" in dom.stdout
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom.stdout
+    assert "Uncaught" not in dom.stderr
+    assert "ERROR:CONSOLE" not in dom.stderr
+
+    run = _chromium(f"--screenshot={shot}", "--window-size=1280,3000", url, profile=tmp_path / "p2")
+    assert run.returncode == 0, run.stderr[-2000:]
+    width, height = png_size("data:image/png;base64," + _b64(shot.read_bytes()))
+    assert (width, height) == (1280, 3000)
+
+
+def _b64(raw: bytes) -> str:
+    import base64
+
+    return base64.b64encode(raw).decode("ascii")
