@@ -84,7 +84,7 @@ class LowerBracket(_Section):
 class Constants(_Section):
     L_F: UpperBracket = Field(description="sup over the ball of ||J(w)||_2")
     beta_F: UpperBracket = Field(description="Lipschitz constant of J (<= sup ||H_F||)")
-    mu: LowerBracket = Field(description="inf over the ball of lambda_min(K(w)) (1/2-normalized PL*)")
+    mu: LowerBracket = Field(description="inf over the ball of lambda_min(K(w)), 1/2-normalized")
     mu_unnormalized: float | None = Field(None, description="2 mu: ||grad L||^2 >= mu' L")
     radius: float | None = Field(description="R = 2 L_F ||r0|| / mu at the chosen ball")
     search_radius: float | None = Field(description="rho, the ball the constants were measured on")
@@ -106,6 +106,12 @@ class InitClosure(_Section):
     factor: float | None = Field(
         None, description="||r0|| / r*: how far w0 is from closing (<= 1 closes)"
     )
+    beta: float | None = Field(None, description="beta_F behind r*")
+    beta_kind: str | None = Field(None, description="'proven' or 'estimated'")
+    estimated_residual_threshold: float | None = Field(
+        None, description="r* with the estimated beta_F (when r* above used a proven bound)"
+    )
+    estimated_factor: float | None = Field(None, description="||r0|| / estimated r*")
 
 
 class WidthExtrapolation(_Section):
@@ -131,9 +137,7 @@ class GD(_Section):
     kappa: float | None = Field(description="1 / (eta mu)")
     rate: float | None = Field(description="1 - eta mu: L_t <= rate^t L_0")
     target_loss: float | None
-    iterations_to_target: int | None = Field(
-        description="ceil(ln(L0/eps) / -ln(1 - eta mu))"
-    )
+    iterations_to_target: int | None = Field(description="ceil(ln(L0/eps) / -ln(1 - eta mu))")
     planned_learning_rate: PlannedLearningRate | None = None
 
 
@@ -146,6 +150,7 @@ class SGDPrediction(_Section):
     step_size_mse_mean: float | None = None
     iterations_to_target: int | None = None
     smoothness: float | None = Field(None, description="beta: per-sample smoothness used")
+    method: str = Field("", description="how beta and mu were obtained")
     derived: bool = Field(True, description="derived in docs/theory.md, not printed in the paper")
 
 
@@ -161,6 +166,16 @@ class Validation(_Section):
     distances: list[float] = Field(default_factory=list)
     sgd_losses: list[float] | None = None
     sgd_batch_size: int | None = None
+    recorded_steps: list[int] = Field(
+        default_factory=list, description="step index of each stored point (series downsampled)"
+    )
+    pl_ratios: list[float | None] = Field(
+        default_factory=list, description="||grad L||^2 / (2 L) at the stored steps"
+    )
+    step_size_switched_at: int | None = Field(
+        None, description="step t* from which the run used the path certificate's step"
+    )
+    step_size_after_switch: float | None = Field(None, description="the step used from t* on")
 
 
 class PathCertificate(_Section):
@@ -181,12 +196,25 @@ class PathCertificate(_Section):
         None, description="L_t <= rate^(t - t*) L_t* on the rest of the run"
     )
     note: str = ""
+    lambda_min_at_step: float | None = Field(None, description="lambda_min(K(w_t*)) (eigh)")
+    jacobian_norm_at_step: float | None = Field(None, description="||J(w_t*)||_2")
+    beta: float | None = Field(None, description="beta_F used on B(w_t*, ball_radius)")
+    ball_radius: float | None = Field(
+        None, description="rho*: the ball around w_t* the constants hold on (radius <= rho*)"
+    )
+    residual_threshold_at_step: float | None = Field(None, description="r*(w_t*)")
+    checked_steps: int = Field(0, description="full (kernel + Hessian) checks made along the run")
 
 
 class PLEps(_Section):
     eps: float | None = Field(description="smallest loss down to which the rate is certified")
     iterations: int | None = None
     method: str = ""
+    tier: Tier | None = None
+    radius: float | None = Field(None, description="rho of the ball PL* holds on")
+    step_size: float | None = None
+    rate: float | None = None
+    mu: float | None = None
 
 
 class ProbePoint(_Section):

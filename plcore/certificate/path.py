@@ -1,0 +1,263 @@
+"""The path certificate: the local PL* theorem applied at an iterate w_t of the checking run
+(THEORY.md section 3, last paragraph; docs/theory.md, "Path certificate").
+
+The theorem holds from any starting point. At w_t its requirement reads, with the bound form of
+THEORY.md section 4 around w_t (lambda_t = lambda_min(K(w_t)), J_t = ||J(w_t)||_2, beta >= beta_F
+on B(w_t, rho)):
+
+    ||r(w_t)|| <= r*(w_t) = max_rho rho (sqrt(lambda_t) - beta rho)^2 / (2 (J_t + beta rho)).
+
+The run from w0 to w_t is a finite computation that actually happened, so once the inequality holds
+at some t*, GD from w_t* (with step <= 1 / (L_F^2 + beta ||r_t*||)) converges to zero loss at rate
+1 - eta mu, mu = (sqrt(lambda_t*) - beta rho*)^2, and stays in B(w_t*, 2 L_F ||r_t*|| / mu).
+
+Checks are cheap first: ||grad L||^2 / ||r||^2 = r^T K r / ||r||^2 >= lambda_t gives an upper
+bound of lambda_t for free, sqrt of it a lower bound of J_t, and ||H_F[u, u]|| (one
+forward-over-forward pass, u the gradient direction) a lower bound of beta; r* computed from these
+is an UPPER bound of r*(w_t). Only when ||r_t|| is below it does a full check (kernel eigenvalues,
+then beta) run, at most once every ``every`` steps and at most ``max_checks`` times.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from torch import Tensor
+
+from plcore.certificate.checking_run import RunRecord, bound_violations
+from plcore.certificate.radius import ProvenBeta
+from plcore.estimate.bounds import certificate_gap, residual_threshold
+from plcore.report.schema import PathCertificate
+
+Tier = str
+
+
+@dataclass(frozen=True)
+class PathHit:
+    """Where and how the certificate closed along the run."""
+
+    step: int
+    tier: str
+    residual_norm: float
+    lambda_min: float
+    jacobian_norm: float
+    beta: float
+    rho: float
+    mu: float
+    L_F: float
+    radius: float
+    step_size: float
+    rate: float
+    r_star: float
+    beta_method: str
+
+
+@dataclass
+class PathChecker:
+    """Hook for :func:`plcore.certificate.checking_run.gd_run` (see module docstring).
+
+    Attributes:
+        spectrum_at: w -> (lambda_min(K(w)), ||J(w)||_2), exact (eigh).
+        beta_estimate: estimated beta_F from w0 (max Hessian norm over w0 and the probes).
+        hessian_norm_at: w -> ||H_F(w)|| (power method, a lower estimate).
+        second_directional_norm: (w, u) -> ||H_F(w)[u, u]|| (a cheap lower bound of ||H_F(w)||).
+        proven_beta_at: (w, rho) -> analytic bound on B(w, rho), or None (no proven tier).
+    """
+
+    spectrum_at: Callable[[Tensor], tuple[float, float]]
+    beta_estimate: float
+    hessian_norm_at: Callable[[Tensor], float]
+    second_directional_norm: Callable[[Tensor, Tensor], float]
+    proven_beta_at: Callable[[Tensor, float], ProvenBeta | None]
+    every: int = 1
+    max_checks: int = 50
+    hit: PathHit | None = None
+    hit_w: Tensor | None = None
+    checks: int = 0
+    last_check: int = -(10**9)
+    max_distance_after: float = 0.0
+    last_threshold: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def __call__(self, t: int, w: Tensor, r: Tensor, g: Tensor) -> float | None:
+        """Check step t; on the first closing check return the certified step, which the
+        checking run then uses from t on (so the rest of the run IS the certified GD)."""
+        if self.hit is not None:
+            assert self.hit_w is not None
+            self.max_distance_after = max(self.max_distance_after, float((w - self.hit_w).norm()))
+            return None
+        rn = float(r.norm())
+        gn = float(g.norm())
+        if rn == 0.0 or gn == 0.0:
+            return None
+        if self.checks >= self.max_checks or t - self.last_check < self.every:
+            return None
+        lam_ub = (gn / rn) ** 2
+        beta_lb = max(self.second_directional_norm(w, g / gn), 0.0)
+        if beta_lb > 0 and rn > residual_threshold(lam_ub, math.sqrt(lam_ub), beta_lb).r_star:
+            return None
+        self.checks += 1
+        self.last_check = t
+        hit = self.full_check(t, w, rn)
+        if hit is None:
+            return None
+        self.hit = hit
+        self.hit_w = w.detach().clone()
+        return hit.step_size
+
+    def full_check(self, t: int, w: Tensor, rn: float) -> PathHit | None:
+        """Exact lambda_t and J_t; the proven beta on B(w_t, rho) for a few rho, else the
+        estimated beta (max of w0's estimate and ||H_F(w_t)||)."""
+        lam, J = self.spectrum_at(w)
+        if not lam > 0:
+            return None
+        R_t = 2.0 * J * rn / lam
+        for factor in (2.0, 8.0, 32.0):
+            pb = self.proven_beta_at(w, factor * R_t)
+            if pb is None:
+                break
+            thr = residual_threshold(lam, J, pb.beta)
+            rho = min(thr.rho_star, factor * R_t)
+            if certificate_gap(rho, lam, J, pb.beta) >= rn:
+                return _hit(
+                    t,
+                    "rigorous",
+                    rn,
+                    lam,
+                    J,
+                    pb.beta,
+                    rho,
+                    residual_threshold(lam, J, pb.beta).r_star,
+                    pb.method,
+                )
+        # beta >= beta_estimate, so r* with beta_estimate bounds r* from above: the Hessian norm
+        # at w_t (the expensive part) is only computed when that bound lets the check pass
+        thr = residual_threshold(lam, J, self.beta_estimate)
+        if rn > thr.r_star:
+            self.last_threshold = thr.r_star
+            return None
+        beta = max(self.beta_estimate, self.hessian_norm_at(w))
+        thr = residual_threshold(lam, J, beta)
+        self.last_threshold = thr.r_star
+        if rn <= thr.r_star:
+            rho = thr.rho_star if math.isfinite(thr.rho_star) else 2.0 * R_t
+            return _hit(
+                t,
+                "estimated",
+                rn,
+                lam,
+                J,
+                beta,
+                rho,
+                thr.r_star,
+                "max of the Hessian norms at w0, the probes and w_t (estimated)",
+            )
+        return None
+
+
+def _hit(
+    t: int,
+    tier: str,
+    rn: float,
+    lam: float,
+    J: float,
+    beta: float,
+    rho: float,
+    r_star: float,
+    method: str,
+) -> PathHit:
+    s = math.sqrt(lam) - beta * rho
+    mu = s * s
+    L = J + beta * rho
+    eta = 1.0 / (L * L + beta * rn)
+    return PathHit(
+        step=t,
+        tier=tier,
+        residual_norm=rn,
+        lambda_min=lam,
+        jacobian_norm=J,
+        beta=beta,
+        rho=rho,
+        mu=mu,
+        L_F=L,
+        radius=2.0 * L * rn / mu,
+        step_size=eta,
+        rate=min(max(1.0 - eta * mu, 0.0), 1.0),
+        r_star=r_star,
+        beta_method=method,
+    )
+
+
+def steps_needed(losses: list[float] | tuple[float, ...], r_star: float | None) -> int | None:
+    """Steps the run would need for ||r|| to reach r*, at the linear rate observed over the
+    second half of the run: T + ceil(2 ln(||r_T|| / r*) / -ln(q_obs)),
+    q_obs = (L_T / L_{T/2})^(1 / (T - T/2)). None when the run does not decrease."""
+    T = len(losses) - 1
+    if r_star is None or not math.isfinite(r_star) or r_star <= 0 or T < 2:
+        return None
+    h = T // 2
+    if not (losses[T] > 0 and losses[h] > 0 and losses[T] < losses[h]):
+        return None
+    q = (losses[T] / losses[h]) ** (1.0 / (T - h))
+    rn = math.sqrt(2.0 * losses[T])
+    if rn <= r_star:
+        return T
+    return T + math.ceil(2.0 * math.log(rn / r_star) / -math.log(q))
+
+
+def path_section(
+    checker: PathChecker, rec: RunRecord, r_star: float, closes0: bool
+) -> PathCertificate:
+    """The report's ``path`` section from the checker's hit (see module docstring);
+    bound_held_after checks L_t <= (1 - eta_run mu)^(t - t*) L_t* and ||w_t - w_t*|| <= R when
+    the run's step is within the step certified at t*."""
+    thr = _fin(r_star)
+    if closes0:
+        return PathCertificate(
+            residual_threshold=thr,
+            certified_from_step=0,
+            note="the certificate closes at w0 (step 0)",
+        )
+    hit = checker.hit
+    if hit is None:
+        return PathCertificate(
+            residual_threshold=thr,
+            certified_from_step=None,
+            checked_steps=checker.checks,
+            steps_needed_estimate=steps_needed(list(rec.losses), checker.last_threshold or thr),
+            note="the checking run never reached the residual threshold",
+        )
+    # from t* on the run used the certified step (gd_run switched to it)
+    bad = bound_violations(
+        rec.losses, float(rec.losses[hit.step]), hit.rate, rec.loss_atol, start=hit.step
+    )
+    held = bad.size == 0 and checker.max_distance_after <= hit.radius * (1 + 1e-9)
+    note = (
+        f"from step {hit.step} the checking run used the certified step {hit.step_size:.4g}; "
+        f"checked L_t <= rate^(t - t*) L_t* and ||w_t - w_t*|| <= R on the remaining "
+        f"{len(rec.losses) - 1 - hit.step} steps (max distance {checker.max_distance_after:.4g})"
+    )
+    return PathCertificate(
+        residual_threshold=thr,
+        certified_from_step=hit.step,
+        mu=hit.mu,
+        radius=hit.radius,
+        step_size=hit.step_size,
+        rate=hit.rate,
+        residual_at_step=hit.residual_norm,
+        tier=hit.tier,  # type: ignore[arg-type]
+        bound_held_after=held,
+        note=note,
+        lambda_min_at_step=hit.lambda_min,
+        jacobian_norm_at_step=hit.jacobian_norm,
+        beta=hit.beta,
+        ball_radius=hit.rho,
+        residual_threshold_at_step=_fin(hit.r_star),
+        checked_steps=checker.checks,
+    )
+
+
+def _fin(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else x

@@ -1,0 +1,132 @@
+"""PL*_eps: the smallest loss GD provably reaches when exact interpolation cannot be certified
+(THEORY.md section 7; Liu, Zhu & Belkin 2022, section 5, "almost over-parameterized" systems).
+
+On B(w0, rho) with rho < sqrt(lambda0) / beta the bounds of THEORY.md section 4 give PL* with
+mu(rho) = (sqrt(lambda0) - beta rho)^2 and L_F(rho) = ||J0|| + beta rho. GD with
+eta = 1 / (L_F^2 + beta ||r0||) contracts the loss by q = 1 - eta mu per step AS LONG AS it stays in
+the ball. Step t moves w by eta ||J^T r_t|| <= eta L_F ||r0|| q^{t/2}, so after T steps
+
+    ||w_T - w0|| <= D_T = eta L_F ||r0|| (1 - q^{T/2}) / (1 - q^{1/2}).
+
+Hence, while D_T <= rho, every iterate and segment up to step T lies in the ball and
+L(w_T) <= q^T L0. The largest such T is
+
+    T(rho) = floor( ln(1 - x) / ln(q^{1/2}) ),   x = rho (1 - q^{1/2}) / (eta L_F ||r0||),
+
+(T = infinity when x >= 1: then the exact certificate closes, since 1 - q^{1/2} >= eta mu / 2 makes
+x >= 1 whenever R = 2 L_F ||r0|| / mu <= rho), and eps(rho) = q^{T(rho)} L0: PL* holds on the
+sublevel path down to eps. This module minimises eps(rho) over a grid of rho.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from plcore.report.schema import PLEps
+
+
+@dataclass(frozen=True)
+class PLEpsResult:
+    """eps(rho) minimised over rho.
+
+    Attributes:
+        closes: some rho gives T = infinity (exact interpolation is certified instead).
+        eps: q^T L0 at the best rho (0.0 when ``closes``), None when no rho gives mu > 0.
+        iterations: T, the steps that reach ``eps`` (None when ``closes`` or no rho).
+        rho, step, rate, mu: the ball and the GD constants that give it.
+    """
+
+    closes: bool
+    eps: float | None
+    iterations: int | None
+    rho: float | None
+    step: float | None
+    rate: float | None
+    mu: float | None
+
+
+def _at(
+    lambda0: float, jac_norm: float, r0: float, beta: float, rho: float
+) -> tuple[float, int | None, float, float]:
+    s = math.sqrt(lambda0) - beta * rho
+    L = jac_norm + beta * rho
+    mu = s * s
+    eta = 1.0 / (L * L + beta * r0)
+    q = max(1.0 - eta * mu, 0.0)
+    sq = math.sqrt(q)
+    x = rho * (1.0 - sq) / (eta * L * r0)
+    if x >= 1.0 or sq == 0.0:
+        return eta, None, q, mu
+    T = math.floor(math.log1p(-x) / math.log(sq)) if sq < 1.0 else 0
+    return eta, T, q, mu
+
+
+def pl_eps(
+    *,
+    lambda0: float,
+    jac_norm: float,
+    residual_norm: float,
+    loss0: float,
+    beta: float,
+    n_grid: int = 400,
+) -> PLEpsResult:
+    """The smallest certified loss level eps over rho in (0, sqrt(lambda0) / beta) (see module
+    docstring). ``beta`` is a bound (proven tier) or an estimate (estimated tier) of beta_F."""
+    if not (lambda0 > 0 and residual_norm > 0):
+        return PLEpsResult(
+            residual_norm == 0, 0.0 if residual_norm == 0 else None, None, None, None, None, None
+        )
+    if beta <= 0:
+        # F is linear on every ball: the certificate closes for rho >= R.
+        return PLEpsResult(True, 0.0, None, None, None, None, lambda0)
+    rho_max = math.sqrt(lambda0) / beta
+    best: PLEpsResult | None = None
+    for k in range(1, n_grid):
+        rho = rho_max * k / n_grid
+        eta, T, q, mu = _at(lambda0, jac_norm, residual_norm, beta, rho)
+        if T is None:
+            return PLEpsResult(True, 0.0, None, rho, eta, q, mu)
+        eps = loss0 * q**T
+        if best is None or best.eps is None or eps < best.eps:
+            best = PLEpsResult(False, eps, T, rho, eta, q, mu)
+    assert best is not None
+    return best
+
+
+def pl_eps_section(
+    lam0: float,
+    J0: float,
+    r0n: float,
+    L0: float,
+    beta: float,
+    kind: str,
+    beta_estimated: float | None = None,
+) -> PLEps:
+    """The report's ``pl_eps`` with the beta behind r* (``kind`` "proven" or "estimated"). When a
+    proven beta certifies no step at all (T = 0), the estimated beta is used instead and the
+    section says so (tier estimated)."""
+    res = pl_eps(lambda0=lam0, jac_norm=J0, residual_norm=r0n, loss0=L0, beta=beta)
+    note = ""
+    if kind == "proven" and res.iterations == 0 and beta_estimated is not None:
+        res = pl_eps(lambda0=lam0, jac_norm=J0, residual_norm=r0n, loss0=L0, beta=beta_estimated)
+        note = f" (the proven beta_F = {beta:.4g} certifies no step: estimated beta used)"
+        kind, beta = "estimated", beta_estimated
+    return PLEps(
+        eps=_fin(res.eps) if res.eps is not None else None,
+        iterations=res.iterations,
+        method=(
+            f"smallest q^T L0 over balls B(w0, rho), rho < sqrt(lambda0)/beta, such that the "
+            f"GD path-length bound keeps T steps inside the ball ({kind} beta_F = {beta:.4g}; "
+            f"docs/theory.md, PL*_eps){note}"
+        ),
+        tier="rigorous" if kind == "proven" else "estimated",
+        radius=res.rho,
+        step_size=res.step,
+        rate=res.rate,
+        mu=res.mu,
+    )
+
+
+def _fin(x: float) -> float | None:
+    return x if math.isfinite(x) else None

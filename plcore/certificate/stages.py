@@ -1,0 +1,133 @@
+"""Shared state of one certification run and the small stages around the core certificate
+(SGD predictions, width extrapolation), used by :func:`plcore.certify.certify`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from plcore.certificate import assemble as A
+from plcore.certificate.budget import Budget
+from plcore.certificate.predict_gd import GDConstants
+from plcore.certificate.predict_sgd import per_sample_smoothness, predict_sgd
+from plcore.certificate.radius import ProvenBeta
+from plcore.certificate.width import closing_factor, width_sweep
+from plcore.dataset import Dataset
+from plcore.estimate.analytic import beta_upper_bound
+from plcore.estimate.bounds import residual_threshold
+from plcore.estimate.spectral import InitialQuantities, initial_quantities
+from plcore.hessian import hessian_tensor_norm
+from plcore.kernel import tangent_kernel
+from plcore.models.base import Model
+from plcore.options import CertifyOptions
+from plcore.progress import Progress
+from plcore.report.schema import GD, SGDPrediction, WidthExtrapolation
+
+
+@dataclass
+class Context:
+    model: Model
+    data: Dataset
+    X: Tensor
+    y: Tensor  # flat, length N
+    options: CertifyOptions
+    budget: Budget
+    gen: torch.Generator
+    progress: Progress
+
+    def proven_beta(self, rho: float, w: Tensor | None = None) -> ProvenBeta | None:
+        if not math.isfinite(rho):
+            return None
+        ab = beta_upper_bound(self.model, self.X, rho, params=w)
+        if ab is None:
+            return None
+        return ProvenBeta(ab.beta_upper, ab.jacobian_upper, f"analytic {ab.method} bound")
+
+    def hessian_norm(self, w: Tensor | None, restarts: int, tol: float, max_iter: int) -> float:
+        return float(
+            hessian_tensor_norm(
+                self.model,
+                self.X,
+                params=w,
+                generator=self.gen,
+                restarts=restarts,
+                tol=tol,
+                max_iter=max_iter,
+            ).value
+        )
+
+    def spectrum(self, w: Tensor) -> tuple[float, float]:
+        K = tangent_kernel(self.model, self.X, self.options.kernel_method, params=w)
+        ev = torch.linalg.eigvalsh(K)
+        return max(float(ev[0]), 0.0), math.sqrt(max(float(ev[-1]), 0.0))
+
+
+def fallback_rho(lam0: float, J0: float, r0n: float, h0: float) -> float:
+    """The ball probed when no radius can close: rho* of r*(||H_F(w0)||) (where the bound form is
+    closest to closing), else R(0)."""
+    thr = residual_threshold(lam0, J0, h0)
+    return thr.rho_star if 0 < thr.rho_star < math.inf else 2.0 * J0 * r0n / lam0
+
+
+def sgd_stage(ctx: Context, iq: InitialQuantities, c: GDConstants, gd: GD) -> list[SGDPrediction]:
+    if not ctx.options.batch_sizes:
+        return []
+    K0 = tangent_kernel(ctx.model, ctx.X, ctx.options.kernel_method)
+    beta = per_sample_smoothness(K0, iq.r0, ctx.model.output_dim, c.beta_F)
+    out = predict_sgd(
+        ctx.options.batch_sizes,
+        mu=c.mu,
+        beta=beta,
+        n=ctx.data.n_samples,
+        loss0=iq.loss,
+        target_loss=gd.target_loss or 1e-6 * iq.loss,
+        confidence=ctx.options.sgd_confidence,
+    )
+    method = (
+        f"beta = max_i (||J_i(w0)||^2 + ||r_i(w0)|| beta_F), beta_F and mu from "
+        f"'{c.source}'; derived (docs/theory.md, SGD)"
+    )
+    return [s.model_copy(update={"method": method}) for s in out]
+
+
+def w0_closing_factor(
+    model: Model, data: Dataset, generator: torch.Generator, budget: Budget, kernel_method: str
+) -> float | None:
+    """||r0|| / r*(lambda0, ||J0||, ||H_F(w0)||): the width sweep's factor (no probes)."""
+    q = initial_quantities(model, data, kernel_method=kernel_method)
+    h = hessian_tensor_norm(
+        model,
+        data.X,
+        generator=generator,
+        restarts=budget.power_restarts,
+        tol=budget.hessian_tol,
+        max_iter=budget.hessian_max_iter,
+    )
+    return closing_factor(q.residual_norm, q.lambda_min, q.jacobian_norm, float(h.value))
+
+
+def width_stage(ctx: Context, reference: float | None) -> WidthExtrapolation | None:
+    spec = ctx.model.spec
+    if (
+        spec is None
+        or spec.get("type") != "mlp"
+        or ctx.model.n_params > ctx.budget.width_max_params
+    ):
+        return None
+
+    def factor(model: Model, data: Dataset) -> float | None:
+        return w0_closing_factor(model, data, ctx.gen, ctx.budget, ctx.options.kernel_method)
+
+    p = ctx.progress
+    return width_sweep(
+        spec,
+        ctx.data,
+        ctx.budget.width_fractions,
+        factor_at=factor,
+        prepare=lambda mdl: A.place(mdl, ctx.data, ctx.X.device)[0],
+        reference_factor=reference,
+        on_width=lambda i, t: p.step(0.92 + 0.06 * i / t, "width extrapolation"),
+    )

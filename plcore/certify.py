@@ -1,0 +1,314 @@
+"""``certify``: does gradient descent train this model on this data to zero loss?
+
+Orchestrates the steps of the PL* certificate (THEORY.md; docs/theory.md); each step lives in
+:mod:`plcore.certificate`:
+
+1. preconditions (data fits, device, float64), budget;
+2. exact quantities at w0: r0, the spectrum of K(w0), ||H_F(w0)||, max_i ||Hess F_i(w0)||;
+3. N > m or lambda0 ~ 0: the theorem cannot start at w0 (verdict rules 1-2);
+4. radius search for R(rho) <= rho (proven bounds first, then probes);
+5. predictions: GD (step, rate, kappa, iterations), SGD (derived), PL*_eps;
+6. the checking run (real GD with the predicted step), with the path certificate applied at
+   its iterates; an optional SGD run;
+7. width extrapolation of the closing factor (MLP specs);
+8. verdict and reasons, report.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import torch
+
+from plcore.certificate import assemble as A
+from plcore.certificate import verdict as V
+from plcore.certificate.budget import get_budget
+from plcore.certificate.checking_run import gd_run, pilot_path, sgd_run, validation_section
+from plcore.certificate.path import PathChecker, path_section
+from plcore.certificate.pl_eps import pl_eps_section
+from plcore.certificate.predict_gd import GDConstants, predict_gd, safe_step
+from plcore.certificate.radius import (
+    ProbeLike,
+    RadiusSearch,
+    radius_grid,
+    search_radius,
+    threshold_within,
+)
+from plcore.certificate.stages import Context, fallback_rho, sgd_stage, width_stage
+from plcore.certificate.width import closing_factor
+from plcore.data import check_fits
+from plcore.dataset import Dataset
+from plcore.estimate.spectral import InitialQuantities, initial_quantities
+from plcore.hessian import (
+    OutputHessianNormResult,
+    TensorNormResult,
+    hessian_tensor_norm,
+    max_output_hessian_norm,
+    second_directional,
+)
+from plcore.models.base import Model
+from plcore.options import CertifyOptions
+from plcore.progress import CancelCheck, Progress, ProgressCallback
+from plcore.report.schema import Report, Tier, Verdict
+
+
+def certify(
+    model: Model,
+    data: Dataset,
+    options: CertifyOptions | None = None,
+    *,
+    on_progress: ProgressCallback | None = None,
+    should_cancel: CancelCheck | None = None,
+) -> Report:
+    """Certify (or not) that GD from the model's own parameters w0 reaches zero training loss.
+
+    Raises:
+        ShapeMismatchError: the data does not fit the model.
+        OptionsError: an unknown device.
+        Cancelled: ``should_cancel`` answered True (checked between and within stages).
+    """
+    options = options or CertifyOptions()
+    start = time.perf_counter()
+    progress = Progress(on_progress, should_cancel)
+    check_fits(model, data)
+    device = A.resolve_device(options.device)
+    model, data = A.place(model, data, device)
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(options.seed)
+    ctx = Context(
+        model, data, data.X, data.y.reshape(-1), options, get_budget(options.budget), gen, progress
+    )
+    progress.step(0.0, "initial quantities")
+    iq = initial_quantities(model, data, kernel_method=options.kernel_method)
+    n, k, m = data.n_samples, model.output_dim, model.n_params
+    reasons: list[str] = V.model_notes(model, data.y)
+    if n * k > m:
+        reasons.insert(0, V.under_parameterized_reason(n, k, m))
+        return _finish(ctx, iq, None, None, reasons, ("not_certified", "rigorous"), start)
+    progress.step(0.05, "hessian norm")
+    b = ctx.budget
+    hn = hessian_tensor_norm(
+        model,
+        ctx.X,
+        generator=gen,
+        restarts=b.power_restarts,
+        tol=b.hessian_tol,
+        max_iter=b.hessian_max_iter,
+    )
+    mo = max_output_hessian_norm(
+        model,
+        ctx.X,
+        generator=gen,
+        scan_limit=b.output_hessian_scan,
+        tol=b.hessian_tol,
+        krylov_dim=b.krylov_dim,
+    )
+    return _certify_overparameterized(ctx, iq, hn, mo, reasons, start)
+
+
+def _certify_overparameterized(
+    ctx: Context,
+    iq: InitialQuantities,
+    hn: TensorNormResult,
+    mo: OutputHessianNormResult,
+    reasons: list[str],
+    start: float,
+) -> Report:
+    b, p, opt = ctx.budget, ctx.progress, ctx.options
+    lam0, J0, r0n, L0 = iq.lambda_min, iq.jacobian_norm, iq.residual_norm, iq.loss
+    h0 = float(hn.value)
+    search = None
+    if not V.is_singular(lam0, iq.lambda_max) and r0n > 0:
+        p.step(0.1, "radius search")
+        search = _search(ctx, iq, h0)
+    closure = search.closure if search is not None else None
+    closes0 = closure is not None and closure.closes
+    # beta behind r* at w0: proven (analytic, on a ball containing rho*) if known, else estimated
+    beta_est = max(h0, closure.beta if closure is not None else h0)
+    rho_a = math.sqrt(lam0) / beta_est if beta_est > 0 else (search.grid[-1] if search else 1.0)
+    pb = ctx.proven_beta(rho_a) if lam0 > 0 else None
+    beta_star, beta_kind = (pb.beta, "proven") if pb is not None else (beta_est, "estimated")
+    r_star = threshold_within(lam0, J0, beta_star, rho_a if pb is not None else math.inf)
+    at_init = V.init_closure(
+        closes=closes0 or r0n == 0,
+        residual_norm=r0n,
+        lambda0=lam0,
+        jac_norm=J0,
+        beta=beta_star,
+        beta_kind=beta_kind,
+        r_star=r_star,
+        beta_estimated=beta_est,
+    )
+    if closure is not None:
+        c = GDConstants(closure.L, closure.beta, closure.mu, r0n, closure.form)
+    else:
+        c = GDConstants(J0, h0, lam0, r0n, "constants at w0 only (no radius search)")
+    gd = predict_gd(
+        c,
+        loss0=L0,
+        n_samples=ctx.data.n_samples,
+        target_loss=opt.target_loss,
+        learning_rate=opt.learning_rate,
+        lr_convention=opt.lr_convention,
+    )
+    sgd = sgd_stage(ctx, iq, c, gd)
+    # checking run, with the path certificate applied at its iterates
+    steps = b.validation_steps if opt.validation_steps is None else opt.validation_steps
+    checker = PathChecker(
+        spectrum_at=ctx.spectrum,
+        beta_estimate=beta_est,
+        hessian_norm_at=lambda w: ctx.hessian_norm(w, 1, 1e-6, b.hessian_max_iter),
+        second_directional_norm=lambda w, u: float(
+            second_directional(ctx.model, ctx.X, u, params=w).norm()
+        ),
+        proven_beta_at=lambda w, rho: ctx.proven_beta(rho, w),
+        every=max(1, steps // b.path_checks),
+        max_checks=b.path_checks,
+    )
+    assert gd.step_size is not None
+    w0 = ctx.model.flat_params()
+    rec = gd_run(
+        ctx.model,
+        ctx.X,
+        ctx.y,
+        w0,
+        step_size=gd.step_size,
+        steps=steps,
+        hook=None if closes0 else checker,
+        progress=p.span(0.5, 0.85),
+    )
+    sgd_losses = None
+    if opt.validate_sgd and sgd and sgd[0].step_size is not None:
+        sgd_losses = sgd_run(
+            ctx.model,
+            ctx.X,
+            ctx.y,
+            w0,
+            step_size=sgd[0].step_size,
+            batch_size=sgd[0].batch_size,
+            steps=steps,
+            generator=ctx.gen,
+            progress=p.span(0.85, 0.9),
+        )
+    validation = validation_section(
+        rec,
+        rate=gd.rate,
+        radius=A.fin(closure.R) if closes0 and closure else None,
+        applicable=closes0,
+        sgd_losses=sgd_losses,
+        sgd_batch_size=sgd[0].batch_size if sgd_losses is not None else None,
+    )
+    p.step(0.9, "path certificate")
+    path = path_section(checker, rec, r_star, closes0)
+    eps = None
+    if not closes0 and lam0 > 0 and r0n > 0:
+        eps = pl_eps_section(lam0, J0, r0n, L0, beta_star, beta_kind, beta_est)
+    p.step(0.92, "width extrapolation")
+    width = width_stage(ctx, closing_factor(r0n, lam0, J0, h0))
+    decision = V.decide(
+        ctx.model,
+        ctx.X,
+        iq,
+        closure,
+        at_init,
+        validation.bound_held,
+        validation.first_violation_step,
+        path,
+        reasons,
+        beta_kind,
+        beta_star,
+    )
+    if not closes0 and closure is not None:
+        reasons.append(
+            "GD predictions use the probe estimates at the ball with the smallest "
+            "R/rho (the certificate did not close there)"
+        )
+    return _finish(
+        ctx,
+        iq,
+        hn,
+        mo,
+        reasons,
+        decision,
+        start,
+        search=search,
+        gd=gd,
+        sgd=sgd,
+        validation=validation,
+        path=path,
+        at_init=at_init,
+        width=width,
+        eps=eps,
+    )
+
+
+def _search(ctx: Context, iq: InitialQuantities, h0: float) -> RadiusSearch:
+    """Radius search (proven bounds, then probes; the pilot GD iterates are probed as path)."""
+    from plcore.estimate.probes import probe_ball
+
+    b = ctx.budget
+    lam0, J0, r0n = iq.lambda_min, iq.jacobian_norm, iq.residual_norm
+    w0 = ctx.model.flat_params()
+    pilot = pilot_path(ctx.model, ctx.X, ctx.y, w0, safe_step(J0, h0, r0n), b.pilot_steps)
+    grid = radius_grid(lam0, J0, r0n, h0, b.radius_grid, b.radius_growth)
+    span = ctx.progress.span(0.1, 0.5)
+    done = [0]
+
+    def probe(rho: float) -> ProbeLike:
+        # each ball reports within its own slice, so the overall fraction never goes back
+        k = max(len(grid), 1)
+        sub = span.span(min(done[0], k - 1) / k, min(done[0] + 1, k) / k)
+        done[0] += 1
+        near = [w for w in pilot if float((w - w0).norm()) <= rho]
+        return probe_ball(
+            ctx.model,
+            ctx.data,
+            rho,
+            generator=ctx.gen,
+            n_sphere=b.n_sphere,
+            n_adversarial=b.n_adversarial,
+            adversarial_steps=b.adversarial_steps,
+            path=near,
+            kernel_method=ctx.options.kernel_method,
+            progress=sub,
+        )
+
+    return search_radius(
+        lambda0=lam0,
+        jac_norm=J0,
+        residual_norm=r0n,
+        hessian_norm0=h0,
+        grid=grid,
+        fallback_rho=fallback_rho(lam0, J0, r0n, h0),
+        proven_beta=ctx.proven_beta,
+        probe=probe,
+    )
+
+
+def _finish(
+    ctx: Context,
+    iq: InitialQuantities,
+    hn: TensorNormResult | None,
+    mo: OutputHessianNormResult | None,
+    reasons: list[str],
+    decision: tuple[Verdict, Tier],
+    start: float,
+    **sections: Any,
+) -> Report:
+    ctx.progress.step(0.99, "report")
+    return A.build_report(
+        ctx.model,
+        ctx.data,
+        ctx.options,
+        ctx.X.device,
+        iq,
+        hn,
+        mo,
+        reasons,
+        decision[0],
+        decision[1],
+        time.perf_counter() - start,
+        **sections,
+    )

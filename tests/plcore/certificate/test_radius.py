@@ -1,0 +1,201 @@
+"""The radius search: proven tier first, estimated tiers, and the no-closure choice."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pytest
+
+from plcore.certificate.radius import (
+    ProvenBeta,
+    bound_form,
+    radius_grid,
+    required_radius,
+    search_radius,
+    threshold_within,
+)
+from plcore.estimate.bounds import residual_threshold
+
+
+@dataclass(frozen=True)
+class FakeProbe:
+    L_F_lower: float
+    beta_F_lower: float
+    mu_upper: float
+
+
+def _no_proof(rho: float) -> ProvenBeta | None:
+    return None
+
+
+def test_grid_starts_above_the_radius_needed_at_w0() -> None:
+    grid = radius_grid(4.0, 3.0, 2.0, 0.0, 3, 2.0)
+    assert grid == pytest.approx((6.0, 12.0, 24.0))
+    assert radius_grid(0.0, 3.0, 2.0, 0.0, 3, 2.0) == ()
+
+
+def test_grid_ends_where_the_hessian_at_w0_makes_k_singular() -> None:
+    # R(0) = 2 * 1 * 0.01 / 1 = 0.02; rho_max = sqrt(1) / 0.5 = 2
+    grid = radius_grid(1.0, 1.0, 0.01, 0.5, 2, 2.0)
+    assert grid == pytest.approx((0.2, 2.0))
+    assert radius_grid(1.0, 1.0, 10.0, 0.5, 4, 2.0) == ()
+
+
+def test_bound_form_is_weyl() -> None:
+    assert bound_form(4.0, 3.0, 0.5, 1.0) == pytest.approx((3.5, 2.25))
+    assert bound_form(4.0, 3.0, 0.5, 5.0)[1] == 0.0
+
+
+def test_proven_zero_beta_closes_rigorously_with_exact_constants() -> None:
+    lam, J, r = 2.0, 3.0, 1.0
+    probes: list[float] = []
+
+    def probe(rho: float) -> FakeProbe:
+        probes.append(rho)
+        return FakeProbe(J, 0.0, lam)
+
+    res = search_radius(
+        lambda0=lam,
+        jac_norm=J,
+        residual_norm=r,
+        hessian_norm0=0.0,
+        grid=radius_grid(lam, J, r, 0.0, 4, 2.0),
+        proven_beta=lambda rho: ProvenBeta(0.0, None, "t"),
+        probe=probe,
+    )
+    c = res.closure
+    assert c.tier == "rigorous" and c.form == "proven bounds"
+    assert c.mu == pytest.approx(lam, rel=1e-15) and c.L == J and c.beta == 0.0
+    assert pytest.approx(required_radius(J, r, lam)) == c.R
+    assert probes == [c.rho]  # only the chosen ball is probed
+
+
+def test_estimated_tier_when_no_proof_and_probes_close() -> None:
+    res = search_radius(
+        lambda0=1.0,
+        jac_norm=1.0,
+        residual_norm=0.01,
+        hessian_norm0=0.1,
+        grid=radius_grid(1.0, 1.0, 0.01, 0.0, 6, 2.0),
+        proven_beta=_no_proof,
+        probe=lambda rho: FakeProbe(1.0, 0.1, 0.99),
+    )
+    assert res.closure.tier == "estimated"
+    assert res.closure.form == "bounds with estimated beta"
+    assert res.closure.R is not None and res.closure.rho >= res.closure.R
+
+
+def test_probe_estimates_close_when_bound_form_cannot() -> None:
+    # the bound form with beta = 10 needs ||r0|| <= r* ~ 0.0074; the probed mu stays at lambda0
+    assert residual_threshold(1.0, 1.0, 10.0).r_star < 0.01
+    res = search_radius(
+        lambda0=1.0,
+        jac_norm=1.0,
+        residual_norm=0.01,
+        hessian_norm0=10.0,
+        grid=radius_grid(1.0, 1.0, 0.01, 10.0, 6, 2.0),
+        proven_beta=_no_proof,
+        probe=lambda rho: FakeProbe(1.0, 10.0, 1.0),
+    )
+    assert res.closure.tier == "estimated" and res.closure.form == "probe estimates"
+
+
+def test_probe_estimates_not_trusted_beyond_the_hessian_radius() -> None:
+    res = search_radius(
+        lambda0=1.0,
+        jac_norm=1.0,
+        residual_norm=0.01,
+        hessian_norm0=1e3,
+        grid=radius_grid(1.0, 1.0, 0.01, 0.0, 6, 2.0),
+        proven_beta=_no_proof,
+        probe=lambda rho: FakeProbe(1.0, 1e3, 1.0),
+    )
+    assert not res.closure.closes
+
+
+def test_no_closure_picks_smallest_ratio_and_stops_early() -> None:
+    seen: list[float] = []
+
+    def probe(rho: float) -> FakeProbe:
+        seen.append(rho)
+        return FakeProbe(1.0 + rho, 10.0, 1.0 / (1.0 + rho) ** 2)
+
+    grid = radius_grid(1.0, 1.0, 5.0, 0.0, 10, 2.0)
+    res = search_radius(
+        lambda0=1.0,
+        jac_norm=1.0,
+        residual_norm=5.0,
+        hessian_norm0=10.0,
+        grid=grid,
+        proven_beta=_no_proof,
+        probe=probe,
+    )
+    assert not res.closure.closes and res.closure.tier is None
+    assert len(seen) < len(grid)
+    ratios = [
+        required_radius(1.0 + b.rho, 5.0, 1.0 / (1.0 + b.rho) ** 2) / b.rho for b in res.balls
+    ]
+    assert res.chosen.rho == res.balls[ratios.index(min(ratios))].rho
+
+
+def test_threshold_within_clips_to_the_valid_ball() -> None:
+    thr = residual_threshold(1.0, 2.0, 0.5)
+    assert threshold_within(1.0, 2.0, 0.5, math.inf) == thr.r_star
+    assert threshold_within(1.0, 2.0, 0.5, thr.rho_star / 2) < thr.r_star
+
+
+def test_empty_grid_is_refused_without_fallback() -> None:
+    with pytest.raises(ValueError, match="grid is empty"):
+        search_radius(
+            lambda0=1.0,
+            jac_norm=1.0,
+            residual_norm=1.0,
+            hessian_norm0=0.0,
+            grid=(),
+            proven_beta=_no_proof,
+            probe=lambda rho: FakeProbe(1, 0, 1),
+        )
+
+
+def test_empty_grid_probes_only_the_fallback_ball() -> None:
+    seen: list[float] = []
+
+    def probe(rho: float) -> FakeProbe:
+        seen.append(rho)
+        return FakeProbe(1.0, 1.0, 1.0)
+
+    res = search_radius(
+        lambda0=1.0,
+        jac_norm=1.0,
+        residual_norm=1.0,
+        hessian_norm0=1.0,
+        grid=(),
+        proven_beta=_no_proof,
+        probe=probe,
+        fallback_rho=0.3,
+    )
+    assert seen == [0.3] and not res.closure.closes and res.chosen.rho == 0.3
+
+
+@dataclass(frozen=True)
+class Rec:
+    distance: float
+
+
+@dataclass(frozen=True)
+class CentreOnlyProbe(FakeProbe):
+    records: tuple[Rec, ...] = (Rec(0.0),)
+
+
+def test_probe_estimates_do_not_count_when_no_probe_left_the_centre() -> None:
+    res = search_radius(
+        lambda0=1.0,
+        jac_norm=1.0,
+        residual_norm=0.01,
+        hessian_norm0=1e3,
+        grid=radius_grid(1.0, 1.0, 0.01, 0.0, 4, 2.0),
+        proven_beta=_no_proof,
+        probe=lambda rho: CentreOnlyProbe(1.0, 1e3, 1.0),
+    )
+    assert not res.closure.closes
