@@ -12,7 +12,7 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 
-from plcore.report.plots import Plot, all_plots
+from plcore.report.plots import Plot, all_plots, closes_at_init
 from plcore.report.schema import LowerBracket, Report, UpperBracket
 
 NA = '<span class="na" title="not available">—</span>'
@@ -67,7 +67,12 @@ def _rate_cell(x: float | None) -> str:
 def _table(rows: Iterable[Row], *, head: Sequence[str] = ("Quantity", "Value", "Notes")) -> str:
     """A table from already-escaped HTML cells."""
     th = "".join(f"<th>{h}</th>" for h in head)
-    body = "".join(f"<tr><td>{a}</td><td class='val'>{b}</td><td>{c}</td></tr>" for a, b, c in rows)
+    body = "".join(
+        f"<tr><td>{a}</td><td class='val'>{b}</td><td>{c}</td></tr>"
+        if c
+        else f"<tr><td>{a}</td><td class='val' colspan='2'>{b}</td></tr>"
+        for a, b, c in rows
+    )
     cols = '<colgroup><col style="width:36%"><col style="width:28%"><col></colgroup>'
     return f'<table class="kv">{cols}<thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>'
 
@@ -124,13 +129,29 @@ def meaning_sentences(report: Report) -> list[str]:
                 "from their initial values, and a zero-loss solution exists inside that ball."
             )
     elif path.certified_from_step is not None:
+        t_star = path.certified_from_step
+        v = report.validation
+        eta0 = v.step_size if v is not None else None
+        if report.verdict == "certified":
+            out.append(
+                "Gradient descent from these initial weights reaches zero training loss, "
+                f"along the run plcert carried out: step η = {_n(eta0)} for the first {t_star} "
+                f"steps, then η = {_n(path.step_size)} (sum loss L = ½ Σ‖f(x) − y‖²)."
+            )
         why = _why_not_at_init(report)
         out.append(f"The theorem does not apply at the initial weights w₀ because {why}.")
+        loss_star = 0.5 * path.residual_at_step**2 if path.residual_at_step is not None else None
         out.append(
-            f"Along the checking run it applies from step t* = {path.certified_from_step}: "
-            f"from there, gradient descent with step η = {_n(path.step_size)} converges to zero "
-            f"loss at rate L_t ≤ ({fmt_rate(path.rate)})^(t − t*) · L_t*"
+            f"It does apply at step t* = {t_star} of the checking run"
+            + (f" (loss {_n(loss_star)})" if loss_star is not None else "")
+            + f": from there, gradient descent with step η = {_n(path.step_size)} converges to "
+            f"zero loss at rate L_t ≤ ({fmt_rate(path.rate)})^(t − t*) · L_t*"
             + (f", staying within {_n(path.radius)} of w_t*." if path.radius is not None else ".")
+        )
+        out.append(
+            "The steps before t* are not covered by a bound: they are a computation that was "
+            "run and checked, so the guarantee is for this run (same initial weights and step "
+            "sizes), not for gradient descent with other step sizes from w₀."
         )
     elif report.verdict == "not_certified":
         if report.problem.overparameterization_ratio < 1:
@@ -285,9 +306,17 @@ def _constants(report: Report) -> str:
     table = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
     rows: list[Row] = [
         ("Unnormalized PL* constant 2μ", fmt_number(c.mu_unnormalized), "‖∇L‖² ≥ 2μ L"),
-        ("Radius R = 2 L_F ‖r₀‖ / μ", fmt_number(c.radius), "ball the GD path stays in"),
-        ("Search radius ρ", fmt_number(c.search_radius), "ball the constants were measured on"),
-        ("R ≤ ρ (radius closes)", _fmt_bool(c.radius_closes), ""),
+        (
+            "Radius R = 2 L_F ‖r₀‖ / μ",
+            fmt_number(c.radius),
+            "distance ‖w − w₀‖ in weight space; GD stays within R of w₀ when R ≤ ρ",
+        ),
+        (
+            "Search radius ρ",
+            fmt_number(c.search_radius),
+            "the constants above hold on the ball B(w₀, ρ)",
+        ),
+        ("R ≤ ρ (radius closes)", _fmt_bool(c.radius_closes), "if yes, certified at w₀"),
         ("Tier of the closing constants", _e(c.radius_tier) if c.radius_tier else NA, ""),
     ]
     note = (
@@ -330,10 +359,24 @@ def _gd(report: Report) -> str:
         ("Step size on the MSE", fmt_number(g.step_size_mse_mean), "n η / 2"),
         ("Condition number κ", fmt_number(g.kappa), "1 / (η μ)"),
         ("Rate 1 − η μ", _rate_cell(g.rate), "L_t ≤ rate^t L₀"),
-        ("Target loss", fmt_number(g.target_loss), ""),
+        ("Target loss", fmt_number(g.target_loss), "½ sum of squares"),
         ("Iterations to target", fmt_number(g.iterations_to_target), "⌈ln(L₀/ε) / −ln(rate)⌉"),
     ]
     body = _table(rows)
+    if g.step_size is not None and not closes_at_init(report):
+        body = (
+            "<p class='warn'><b>Not certified from w₀.</b> The certificate does not close at the "
+            "initial weights, so the step size, rate and step count below come from the sampled "
+            "constants of the ball that came closest and carry no guarantee"
+            + (
+                "; the guaranteed rate is the path certificate's, from step t* = "
+                f"{report.path.certified_from_step} (see below)."
+                if report.path.certified_from_step
+                else "."
+            )
+            + "</p>"
+            + body
+        )
     plr = g.planned_learning_rate
     if plr is None:
         body += "<h3>Planned learning rate</h3>" + _missing("No planned learning rate was given.")
@@ -400,10 +443,17 @@ def _validation(report: Report) -> str:
     if v is None:
         return _section("validation", "Checking run", _missing("No checking run was made."))
     final = v.losses[-1] if v.losses else None
-    stored = f"{len(v.losses)} points stored" if v.recorded_steps else ""
+    stored = (
+        f"{len(v.losses)} of the {v.steps + 1} iterates stored for the plots"
+        if v.recorded_steps
+        else ""
+    )
+    checked = "checked only when the certificate closes at w₀"
+    ratios = [q for q in v.pl_ratios if q is not None and math.isfinite(q)]
+    mu_est = report.constants.mu.estimate
     rows: list[Row] = [
         ("Steps", fmt_number(v.steps), stored),
-        ("Step size", fmt_number(v.step_size), "sum loss"),
+        ("Step size η", fmt_number(v.step_size), "sum loss, from step 0"),
         (
             "Step size from the switch on",
             fmt_number(v.step_size_after_switch),
@@ -414,13 +464,27 @@ def _validation(report: Report) -> str:
                 else ""
             ),
         ),
-        ("Initial loss", fmt_number(v.losses[0] if v.losses else None), ""),
-        ("Final loss", fmt_number(final), ""),
-        ("Bound held at every step", _fmt_bool(v.bound_held), "L_t ≤ (1 − η μ)^t L₀"),
-        ("First violation step", fmt_number(v.first_violation_step), ""),
-        ("Max distance from w₀", fmt_number(v.max_distance_from_init), ""),
-        ("Radius R", fmt_number(v.radius), ""),
-        ("min_t ‖∇L‖² / (2 L)", fmt_number(v.min_pl_ratio), "observed PL* ratio"),
+        ("Initial loss L₀", fmt_number(v.losses[0] if v.losses else None), "½ sum of squares"),
+        (f"Final loss L_{v.steps}", fmt_number(final), "½ sum of squares"),
+        (
+            "Bound held at every step",
+            _fmt_bool(v.bound_held),
+            "L_t ≤ (1 − η μ)^t L₀" + ("" if v.bound_held is not None else f"; {checked}"),
+        ),
+        ("First violation step", fmt_number(v.first_violation_step), "— if none"),
+        ("Max distance from w₀", fmt_number(v.max_distance_from_init), "max_t ‖w_t − w₀‖"),
+        ("Radius R", fmt_number(v.radius), "— unless the certificate closes at w₀"),
+        (
+            "PL ratio ‖∇L‖² / (2 L): first, last",
+            (fmt_number(ratios[0]) + ", " + fmt_number(ratios[-1])) if ratios else NA,
+            "at the stored steps; ≥ λ_min(K(w_t))",
+        ),
+        (
+            "Smallest PL ratio over the run",
+            fmt_number(v.min_pl_ratio),
+            "≥ μ wherever w_t lies inside the ball"
+            + (f" (μ estimate {fmt_number(mu_est)})" if mu_est is not None else ""),
+        ),
     ]
     if v.sgd_losses:
         rows.append(
@@ -436,22 +500,40 @@ def _validation(report: Report) -> str:
 def _path(report: Report) -> str:
     p = report.path
     rows: list[Row] = [
-        ("Residual threshold r*", fmt_number(p.residual_threshold), "closes once ‖r‖ ≤ r*"),
+        (
+            "Residual threshold r* at w₀",
+            fmt_number(p.residual_threshold),
+            "closes at w₀ if ‖r₀‖ ≤ r*",
+        ),
         ("Certified from step t*", fmt_number(p.certified_from_step), "— if never reached"),
-        ("Residual at t*", fmt_number(p.residual_at_step), "‖r(w_t*)‖"),
-        ("Threshold r*(w_t*)", fmt_number(p.residual_threshold_at_step), ""),
-        ("λ_min(K(w_t*))", fmt_number(p.lambda_min_at_step), "eigh"),
-        ("‖J(w_t*)‖₂", fmt_number(p.jacobian_norm_at_step), ""),
-        ("β_F on the ball at t*", fmt_number(p.beta), ""),
+        ("Residual ‖r(w_t*)‖ at t*", fmt_number(p.residual_at_step), "must be ≤ r*(w_t*)"),
+        (
+            "Threshold r*(w_t*) at t*",
+            fmt_number(p.residual_threshold_at_step),
+            "same formula at w_t*",
+        ),
+        ("λ_min(K(w_t*))", fmt_number(p.lambda_min_at_step), "exact (eigh)"),
+        ("‖J(w_t*)‖₂", fmt_number(p.jacobian_norm_at_step), "exact (eigh)"),
+        (
+            "β_F on the ball around w_t*",
+            fmt_number(p.beta),
+            {"rigorous": "proven bound", "estimated": "sampled (Hessian norms)"}.get(
+                p.tier or "", "Lipschitz constant of J"
+            ),
+        ),
         ("Ball radius ρ* at t*", fmt_number(p.ball_radius), "constants hold on B(w_t*, ρ*)"),
-        ("μ from t*", fmt_number(p.mu), ""),
-        ("Radius from t*", fmt_number(p.radius), "≤ ρ*"),
-        ("Step size from t*", fmt_number(p.step_size), ""),
+        ("μ from t*", fmt_number(p.mu), "(√λ_min(K(w_t*)) − β_F ρ*)²"),
+        ("Radius from t*", fmt_number(p.radius), "GD stays within it of w_t*; ≤ ρ*"),
+        ("Step size η from t*", fmt_number(p.step_size), "sum loss; the run used it from t* on"),
         ("Rate from t*", _rate_cell(p.rate), "L_t ≤ rate^(t − t*) L_t*"),
-        ("Bound held after t*", _fmt_bool(p.bound_held_after), ""),
-        ("Steps needed (estimate)", fmt_number(p.steps_needed_estimate), "if not reached"),
-        ("Tier", _e(p.tier) if p.tier else NA, ""),
-        ("Steps checked along the run", fmt_number(p.checked_steps), "kernel + Hessian checks"),
+        ("Bound held after t*", _fmt_bool(p.bound_held_after), "checked on the rest of the run"),
+        ("Steps needed (estimate)", fmt_number(p.steps_needed_estimate), "— unless never reached"),
+        ("Tier", _e(p.tier) if p.tier else NA, "rigorous: proven β_F; estimated: sampled"),
+        (
+            "Full checks along the run",
+            fmt_number(p.checked_steps),
+            "steps where K and H_F were computed",
+        ),
     ]
     note = f"<p class='note'>{_e(p.note)}</p>" if p.note else ""
     return _section("path", "Path certificate", _table(rows) + note)
@@ -464,18 +546,36 @@ def _at_init(report: Report) -> str:
     rows: list[Row] = [
         ("Closes at w₀", _fmt_bool(a.closes), ""),
         ("Failing inequality", _e(a.failing_inequality) if a.failing_inequality else NA, ""),
-        ("Required radius 2 L_F ‖r₀‖ / μ", fmt_number(a.required_radius), ""),
-        ("Allowed radius √λ₀ / β", fmt_number(a.allowed_radius), ""),
-        ("‖r₀‖", fmt_number(a.residual_norm), ""),
-        ("β_F behind r*", fmt_number(a.beta), _e(a.beta_kind) if a.beta_kind else ""),
-        ("Threshold r*", fmt_number(a.residual_threshold), ""),
+        (
+            "Needed radius 2 ‖J(w₀)‖ ‖r₀‖ / λ_min(K(w₀))",
+            fmt_number(a.required_radius),
+            "the smallest ball any radius R can need (weight-space distance)",
+        ),
+        (
+            "Allowed radius √λ_min(K(w₀)) / β_F",
+            fmt_number(a.allowed_radius),
+            "μ > 0 is guaranteed only on balls smaller than this",
+        ),
+        ("Initial residual ‖r₀‖", fmt_number(a.residual_norm), "‖F(w₀) − y‖"),
+        (
+            "β_F behind r*",
+            fmt_number(a.beta),
+            (_e(a.beta_kind) + (" (analytic bound)" if a.beta_kind == "proven" else " (sampled)"))
+            if a.beta_kind
+            else "",
+        ),
+        ("Residual threshold r*", fmt_number(a.residual_threshold), "closes when ‖r₀‖ ≤ r*"),
         ("Closure factor ‖r₀‖ / r*", fmt_number(a.factor), "≤ 1 closes"),
         (
-            "Threshold r* with the estimated β_F",
+            "Threshold r* with the sampled β_F",
             fmt_number(a.estimated_residual_threshold),
-            "when r* above used a proven bound",
+            "— unless r* above used a proven β_F",
         ),
-        ("Closure factor with the estimated β_F", fmt_number(a.estimated_factor), ""),
+        (
+            "Closure factor with the sampled β_F",
+            fmt_number(a.estimated_factor),
+            "how far off w₀ is even with the optimistic β_F",
+        ),
     ]
     return _section("at-init", "Closure at initialisation", _table(rows))
 
@@ -503,16 +603,25 @@ def _pl_eps(report: Report) -> str:
     if p is None:
         return _section("pl-eps", "PL*_ε", _missing("Not computed."))
     rows: list[Row] = [
-        ("ε (smallest certified loss)", fmt_number(p.eps), ""),
-        ("Iterations to ε", fmt_number(p.iterations), ""),
-        ("μ", fmt_number(p.mu), ""),
+        ("ε (smallest certified loss)", fmt_number(p.eps), "½ sum of squares"),
+        ("Iterations to ε", fmt_number(p.iterations), "GD steps"),
+        ("μ on that ball", fmt_number(p.mu), "(√λ_min(K(w₀)) − β_F ρ)²"),
         ("Ball radius ρ", fmt_number(p.radius), "PL* holds on B(w₀, ρ) where L ≥ ε"),
         ("Step size", fmt_number(p.step_size), "sum loss"),
         ("Rate", _rate_cell(p.rate), ""),
         ("Tier", _e(p.tier) if p.tier else NA, ""),
         ("Method", _e(p.method) or NA, ""),
     ]
-    return _section("pl-eps", "PL*_ε", _table(rows))
+    note = ""
+    L0 = report.initial.loss
+    if p.eps is not None and L0 > 0 and p.eps >= 0.99 * L0:
+        note = (
+            "<p class='note'>Here ε is within 1% of the initial loss "
+            f"L₀ = {fmt_number(L0)}: PL*_ε certifies almost nothing for this model.</p>"
+        )
+    elif p.eps == 0:
+        note = "<p class='note'>ε = 0: exact interpolation is certified.</p>"
+    return _section("pl-eps", "PL*_ε", _table(rows) + note)
 
 
 def _plots(plots: list[Plot]) -> str:
@@ -588,6 +697,8 @@ td.val { font-variant-numeric: tabular-nums; overflow-wrap: anywhere; }
 .yes { color: var(--ok); font-weight: 600; }
 .no { color: var(--bad); font-weight: 600; }
 .missing, .note { color: var(--muted); font-size: 13.5px; }
+.warn { background: #fef5e7; border-left: 4px solid var(--mid); padding: 6px 10px;
+  font-size: 14px; }
 .plots { display: grid; grid-template-columns: repeat(auto-fit, minmax(460px, 1fr)); gap: 16px; }
 figure { margin: 0; border: 1px solid #e5e8e8; border-radius: 6px; padding: 8px; }
 figure img { width: 100%; height: auto; display: block; }
@@ -609,6 +720,7 @@ def render_html(report: Report) -> str:
     sections = [
         _verdict(report),
         _meaning(report),
+        _plots(all_plots(report)),
         _problem(report),
         _constants(report),
         _initial(report),
@@ -619,7 +731,6 @@ def render_html(report: Report) -> str:
         _at_init(report),
         _width(report),
         _pl_eps(report),
-        _plots(all_plots(report)),
         _conventions(report),
         _provenance(report),
     ]

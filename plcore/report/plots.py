@@ -69,6 +69,17 @@ def _positive_series(ts: Iterable[int], ys: Iterable[float]) -> tuple[list[int],
     return [t for t, _ in pairs], [y for _, y in pairs]
 
 
+def _n(x: float | None) -> str:
+    return f"{x:.4g}" if _finite(x) else "n/a"
+
+
+def closes_at_init(report: Report) -> bool:
+    """Whether the certificate closes at w0 itself (so the rate 1 - eta mu holds from step 0)."""
+    if report.at_init is not None:
+        return report.at_init.closes
+    return report.constants.radius_closes
+
+
 def recorded_steps(steps: Sequence[int], n: int) -> list[int]:
     """Step index of each of the n stored points: ``validation.recorded_steps`` when it matches
     (long runs are downsampled), else 0..n-1."""
@@ -96,7 +107,8 @@ def loss_plot(report: Report) -> Plot | None:
     L0 = v.losses[0]
     rate = report.gd.rate
     floor = min(ls) * 1e-2
-    if _positive(L0) and _finite(rate) and 0 < rate <= 1:
+    at_w0 = closes_at_init(report)
+    if at_w0 and _positive(L0) and _finite(rate) and 0 < rate <= 1:
         bt, bl = _positive_series(steps, (L0 * rate**t for t in steps))
         bl = [max(b, floor) for b in bl]
         ax.plot(bt, bl, "--", color="#c0392b", lw=1.4, label=r"bound $(1-\eta\mu)^t L_0$")
@@ -108,6 +120,18 @@ def loss_plot(report: Report) -> Plot | None:
         pt, pl = _positive_series(after, (L_star * prate ** (t - t_star) for t in after))
         pl = [max(b, floor) for b in pl]
         ax.plot(pt, pl, ":", color="#8e44ad", lw=1.8, label=f"path bound from $t^*={t_star}$")
+    switch = v.step_size_switched_at
+    if switch is not None:
+        eta = v.step_size_after_switch
+        ax.axvline(
+            switch,
+            color="#8e44ad",
+            lw=0.9,
+            ls="--",
+            alpha=0.7,
+            label=f"step size switched at t={switch}" + (f" (η={eta:.4g})" if _finite(eta) else ""),
+        )
+    elif t_star is not None and t_star > 0:
         ax.axvline(t_star, color="#8e44ad", lw=0.8, alpha=0.6)
     if v.sgd_losses:
         sgd_steps = recorded_steps(v.recorded_steps, len(v.sgd_losses))
@@ -125,12 +149,26 @@ def loss_plot(report: Report) -> Plot | None:
     ax.set_xlabel("step t")
     ax.set_ylabel("loss L (½ sum of squares)")
     ax.legend(loc="best", fontsize=8)
-    caption = (
-        "Loss of the checking GD run (log scale) against the certified linear rate"
-        + (" and the path certificate from step t*" if t_star is not None else "")
-        + "."
-        + off_chart
-    )
+    parts = ["Loss of the checking GD run (log scale)"]
+    if at_w0 and _finite(rate):
+        parts.append(" against the certified linear rate from w₀")
+    if t_star is not None and t_star > 0:
+        parts.append(
+            (" and" if len(parts) > 1 else " against")
+            + f" the path certificate's bound from step t* = {t_star}"
+        )
+    caption = "".join(parts) + "."
+    if not at_w0:
+        caption += (
+            " No bound is drawn from step 0: the certificate does not close at the initial weights."
+        )
+    if switch is not None:
+        caption += (
+            f" From step {switch} on, the run used the path certificate's step size"
+            + (f" η = {v.step_size_after_switch:.4g}" if _finite(v.step_size_after_switch) else "")
+            + f" instead of η = {_n(v.step_size)}."
+        )
+    caption += off_chart
     return Plot("loss", "Loss against the bound", caption, _to_data_uri(fig))
 
 
@@ -271,14 +309,158 @@ def distance_plot(report: Report) -> Plot | None:
     ax.set_xlabel("step t")
     ax.set_ylabel("distance from initialisation")
     ax.legend(loc="best", fontsize=8)
-    caption = "Distance travelled by the checking run against the certified radius."
+    caption = "Distance ‖w_t − w₀‖ travelled by the checking run" + (
+        " against the certified radius R."
+        if closes_at_init(report)
+        else "; R is not certified here (the certificate does not close at w₀)."
+    )
+    rho = report.constants.search_radius
+    left = [t for t, d in pairs if _positive(rho) and d > rho]
+    if left:
+        caption += (
+            f" The run leaves the ball B(w₀, ρ) the constants were measured on at step {left[0]}."
+        )
     if off_chart:
         caption += " Off the chart (more than 20 times the distance travelled): "
         caption += ", ".join(off_chart) + "."
     return Plot("distance", "Distance travelled against R", caption, _to_data_uri(fig))
 
 
+def _spans(steps: Sequence[int], inside: Sequence[bool]) -> list[tuple[int, int]]:
+    """Maximal [first, last] step ranges where ``inside`` holds."""
+    out: list[tuple[int, int]] = []
+    start: int | None = None
+    prev = 0
+    for t, ok in zip(steps, inside, strict=True):
+        if ok and start is None:
+            start = t
+        if not ok and start is not None:
+            out.append((start, prev))
+            start = None
+        prev = t
+    if start is not None:
+        out.append((start, prev))
+    return out
+
+
+def pl_ratio_plot(report: Report) -> Plot | None:
+    """The observed PL ratio ||grad L(w_t)||^2 / (2 L(w_t)) of the checking run against mu.
+
+    With r = F(w) - y and grad L = J^T r, the ratio is r^T K r / ||r||^2 >= lambda_min(K(w_t))
+    (Rayleigh quotient), so wherever the PL* condition 1/2 ||grad L||^2 >= mu L holds on the ball
+    B(w0, rho) (THEORY.md section 2; Liu, Zhu & Belkin 2022, Def. 3), the ratio must be >= mu at
+    every iterate inside that ball. Steps inside the ball are shaded; a point inside it below the
+    mu estimate shows the sampled estimate is too high, one below the proven lower bound would
+    contradict the bound. From t* the path certificate's mu (on B(w_t*, rho*)) is drawn too.
+    """
+    v = report.validation
+    if v is None or not v.pl_ratios:
+        return None
+    steps = recorded_steps(v.recorded_steps, len(v.pl_ratios))
+    pairs = [(t, q) for t, q in zip(steps, v.pl_ratios, strict=True) if _positive(q)]
+    if not pairs:
+        return None
+    fig, ax = _new_axes()
+    ts, qs = [t for t, _ in pairs], [q for _, q in pairs]
+    mu = report.constants.mu
+    levels = [x for x in (mu.estimate, mu.lower_bound, report.path.mu) if _positive(x)]
+    lo, hi = min(qs + levels), max(qs + levels)
+    if hi / lo > 50:
+        ax.set_yscale("log")
+    rho = report.constants.search_radius
+    dists = v.distances if len(v.distances) == len(v.pl_ratios) else []
+    inside_at: dict[int, bool] = {}
+    if _positive(rho) and dists:
+        flags = [_finite(d) and d <= rho for d in dists]
+        inside_at = dict(zip(steps, flags, strict=True))
+        for a, b in _spans(steps, flags):
+            ax.axvspan(a, max(b, a + 0.5), color="#d5f5e3", alpha=0.8, lw=0)
+    ax.plot(ts, qs, color="#1f5fa8", lw=1.6, label=r"observed $\|\nabla L\|^2 / (2L)$")
+    in_pts = [(t, q) for t, q in pairs if inside_at.get(t)]
+    if in_pts:
+        # markers too: a ball the run leaves after a step or two is invisible as a span
+        ax.scatter(
+            [t for t, _ in in_pts],
+            [q for _, q in in_pts],
+            color="#1e8449",
+            s=14 if len(in_pts) <= 60 else 4,
+            zorder=3,
+            label=f"inside the ball ‖w − w₀‖ ≤ ρ = {rho:.4g}",
+        )
+    if _finite(mu.estimate) and mu.estimate > 0:
+        ax.axhline(
+            mu.estimate, color="#e67e22", lw=1.2, ls="--", label="μ estimate (sampled, on the ball)"
+        )
+    if _finite(mu.lower_bound) and mu.lower_bound > 0:
+        ax.axhline(
+            mu.lower_bound,
+            color="#c0392b",
+            lw=1.2,
+            ls="-",
+            label="μ lower bound (proven, on the ball)",
+        )
+    t_star, pmu = report.path.certified_from_step, report.path.mu
+    if t_star is not None and t_star > 0 and _positive(pmu):
+        ax.hlines(
+            pmu, t_star, ts[-1], color="#8e44ad", lw=1.4, ls="-.", label=f"μ from t* = {t_star}"
+        )
+    below_est = [
+        t for t, q in pairs if inside_at.get(t) and _finite(mu.estimate) and q < mu.estimate
+    ]
+    below_lb = [
+        t for t, q in pairs if inside_at.get(t) and _finite(mu.lower_bound) and q < mu.lower_bound
+    ]
+    if below_est:
+        ax.scatter(
+            below_est,
+            [q for t, q in pairs if t in set(below_est)],
+            color="#c0392b",
+            s=18,
+            zorder=3,
+            label="inside the ball, below μ",
+        )
+    ax.set_xlabel("step t")
+    ax.set_ylabel(r"$\|\nabla L\|^2 / (2L)$")
+    ax.legend(loc="best", fontsize=8)
+    n_in = len(in_pts)
+    caption = (
+        "Observed PL ratio ‖∇L‖²/(2L) along the checking run. PL* with constant μ means this "
+        "ratio stays at or above μ at every point inside the ball B(w₀, ρ) (green); outside "
+        "the ball nothing is claimed."
+    )
+    if not inside_at:
+        caption += " The ball is unknown, so no step is marked as inside it."
+    elif n_in == 0:
+        caption += " No stored step of the run lies inside the ball."
+    elif below_lb:
+        caption += (
+            f" {len(below_lb)} stored step(s) inside the ball fall below the proven lower bound "
+            "of μ: the bound is contradicted."
+        )
+    elif below_est:
+        caption += (
+            f" {len(below_est)} stored step(s) inside the ball fall below the sampled μ "
+            "estimate (red): the estimate is too high there."
+        )
+    else:
+        inside_min = min(q for _, q in in_pts)
+        caption += (
+            f" Inside the ball ({n_in} stored step{'s' if n_in != 1 else ''}) the smallest "
+            f"ratio is {inside_min:.4g}, "
+            f"above μ = {_n(mu.estimate)}: consistent with the certificate."
+        )
+    if t_star is not None and t_star > 0 and _positive(pmu):
+        caption += f" From t* = {t_star} the path certificate's μ = {pmu:.4g} applies."
+    return Plot("pl-ratio", "Observed PL ratio against μ", caption, _to_data_uri(fig))
+
+
 def all_plots(report: Report) -> list[Plot]:
     """Every figure the report has data for, in page order."""
-    plots = (loss_plot(report), distance_plot(report), spectrum_plot(report), probes_plot(report))
+    plots = (
+        loss_plot(report),
+        pl_ratio_plot(report),
+        distance_plot(report),
+        spectrum_plot(report),
+        probes_plot(report),
+    )
     return [p for p in plots if p is not None]

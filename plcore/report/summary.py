@@ -7,6 +7,7 @@ import math
 from rich.table import Table
 from rich.text import Text
 
+from plcore.report.plots import closes_at_init
 from plcore.report.schema import Report
 
 _VERDICT_STYLE = {
@@ -32,6 +33,7 @@ def _bracket(estimate: float | None, bound: float | None) -> str:
 def summary_rows(report: Report) -> list[tuple[str, str]]:
     """The summary as (label, value) pairs, the same for both renderings."""
     p, i, c, g = report.problem, report.initial, report.constants, report.gd
+    caveat = "" if g.step_size is None or closes_at_init(report) else " (not certified at w0)"
     rows: list[tuple[str, str]] = [
         ("verdict", f"{report.verdict} ({report.tier})"),
         ("model", p.model_description or "-"),
@@ -45,7 +47,7 @@ def summary_rows(report: Report) -> list[tuple[str, str]]:
         ("mu", _bracket(c.mu.estimate, c.mu.lower_bound)),
         ("radius R / rho", f"{_num(c.radius)} / {_num(c.search_radius)}"),
         ("GD step (sum / mse)", f"{_num(g.step_size)} / {_num(g.step_size_mse_mean)}"),
-        ("rate 1 - eta mu", _num(g.rate)),
+        ("rate 1 - eta mu", _num(g.rate) + caveat),
         ("steps to target", f"{_num(g.iterations_to_target)} (loss {_num(g.target_loss)})"),
     ]
     if g.planned_learning_rate is not None:
@@ -69,7 +71,13 @@ def summary_rows(report: Report) -> list[tuple[str, str]]:
             )
         )
     if report.path.certified_from_step is not None:
-        rows.append(("path certificate", f"from step {report.path.certified_from_step}"))
+        path = report.path
+        detail = (
+            f": step {_num(path.step_size)}, rate {_num(path.rate)}"
+            if path.step_size is not None
+            else ""
+        )
+        rows.append(("path certificate", f"from step {path.certified_from_step}{detail}"))
     rows.extend(("reason", r) for r in report.reasons)
     return rows
 

@@ -274,3 +274,96 @@ def minimal_report(*, description: str = "Linear 64-1") -> Report:
             elapsed_s=0.1,
         ),
     )
+
+
+def path_report() -> Report:
+    """Certified along the run only: the certificate does not close at w0 (proven beta_F gives a
+    tiny r*), the run leaves B(w0, rho) after a few steps, and the path certificate closes at
+    t* = 166, where the run switched to the certified step (shaped like a real 32-512-1 run)."""
+    base = full_report(description="MLP 32-512-1 tanh (ntk)")
+    steps = 200
+    recorded = list(range(steps + 1))
+    losses = [8.954 * 0.93**t for t in recorded]
+    distances = [19.0 * (1 - 0.95**t) for t in recorded]
+    ratios: list[float | None] = [0.022 + 0.056 * 0.8**t for t in recorded]
+    ratios[-1] = None  # a zero loss has no ratio
+    validation = Validation(
+        steps=steps,
+        step_size=1.568,
+        losses=losses,
+        bound_held=None,
+        max_distance_from_init=max(distances),
+        min_pl_ratio=0.0201,
+        radius=None,
+        distances=distances,
+        recorded_steps=recorded,
+        pl_ratios=ratios,
+        step_size_switched_at=166,
+        step_size_after_switch=1.404,
+    )
+    constants = base.constants.model_copy(
+        update={
+            "L_F": UpperBracket(estimate=0.7413, upper_bound=None, method="probes"),
+            "beta_F": UpperBracket(estimate=0.02086, upper_bound=None, method="probes"),
+            "mu": LowerBracket(estimate=0.009052, lower_bound=None, method="probes"),
+            "radius": 693.1,
+            "search_radius": 1.596,
+            "radius_closes": False,
+            "radius_tier": None,
+        }
+    )
+    path = PathCertificate(
+        residual_threshold=0.00112,
+        certified_from_step=166,
+        mu=0.005796,
+        radius=1.699,
+        step_size=1.404,
+        rate=0.9919,
+        residual_at_step=0.005835,
+        tier="estimated",
+        bound_held_after=True,
+        note="from step 166 the checking run used the certified step 1.404",
+        lambda_min_at_step=0.01267,
+        jacobian_norm_at_step=0.8076,
+        beta=0.02086,
+        ball_radius=1.746,
+        residual_threshold_at_step=0.005996,
+        checked_steps=10,
+    )
+    at_init = InitClosure(
+        closes=False,
+        failing_inequality="R(rho) <= rho fails on every ball",
+        required_radius=626.1,
+        allowed_radius=1.168,
+        residual_norm=4.232,
+        residual_threshold=0.00112,
+        factor=3778.0,
+        beta=0.08555,
+        beta_kind="proven",
+        estimated_residual_threshold=0.004594,
+        estimated_factor=921.1,
+    )
+    pl_eps = PLEps(
+        eps=8.953,
+        iterations=1,
+        method="path-length bound",
+        tier="estimated",
+        radius=4.517,
+        step_size=1.278,
+        rate=1 - 4.22e-5,
+        mu=3.303e-5,
+    )
+    gd = base.gd.model_copy(update={"planned_learning_rate": None})
+    return base.model_copy(
+        update={
+            "reasons": ["the PL* theorem does not apply at w0", "applies at step 166"],
+            "initial": base.initial.model_copy(update={"loss": 8.954, "residual_norm": 4.232}),
+            "constants": constants,
+            "gd": gd,
+            "sgd": [],
+            "validation": validation,
+            "path": path,
+            "at_init": at_init,
+            "pl_eps": pl_eps,
+        }
+    )

@@ -11,12 +11,13 @@ import pytest
 from plcore.report.html import NA, fmt_number, fmt_rate, meaning_sentences, render_html
 from plcore.report.schema import InitClosure, Report
 from tests.conftest import require_system_tool
-from tests.plcore.report.sample_reports import XSS, full_report, minimal_report
+from tests.plcore.report.sample_reports import XSS, full_report, minimal_report, path_report
 from tests.plcore.report.test_plots import png_size
 
 HEADINGS = [
     "Verdict",
     "What this means",
+    "Plots",
     "Problem",
     "Constants on the ball",
     "Quantities at initialisation",
@@ -28,7 +29,6 @@ HEADINGS = [
     "Closure at initialisation",
     "Width extrapolation",
     "PL*_ε",
-    "Plots",
     "Conventions",
     "Provenance",
 ]
@@ -78,9 +78,9 @@ def test_numbers_are_shown_to_four_significant_digits(full_page: str) -> None:
     for text in ("0.01142", "0.3654", "2135", "29495", "82433", "0.8234", "1.25e-05", "1288"):
         assert f">{text}<" in page, text
     assert "0.011420000" not in page
-    assert "201 points stored" in page
+    assert "201 of the 2001 iterates stored" in page
     assert "per-sample smoothness at the probes" in page
-    assert "Steps checked along the run" in page
+    assert "Full checks along the run" in page
     assert ">0.01151<" in page and "used from step 400" in page
 
 
@@ -134,7 +134,7 @@ def test_page_is_self_contained(full_page: str) -> None:
     assert "http://" not in page and "https://" not in page
     assert "<script" not in page and "<link" not in page
     sources = re.findall(r'src="([^"]*)"', page)
-    assert len(sources) == 4
+    assert len(sources) == 5
     assert all(s.startswith("data:image/png;base64,") for s in sources)
 
 
@@ -143,7 +143,7 @@ def test_embedded_plots_are_valid_pngs_with_captions(full_page: str) -> None:
     for uri in re.findall(r'src="([^"]*)"', page):
         width, height = png_size(uri)
         assert width > 0 and height > 0
-    assert page.count("<figcaption>") == 4
+    assert page.count("<figcaption>") == 5
 
 
 def test_meaning_states_the_rate_and_steps_when_certified_at_init() -> None:
@@ -160,7 +160,7 @@ def test_meaning_explains_a_path_certificate() -> None:
     text = " ".join(meaning_sentences(report))
     assert "does not apply at the initial weights" in text
     assert "‖r₀‖ = 5 is 2.381 times the threshold r* = 2.1" in text
-    assert "from step t* = 400" in text
+    assert "at step t* = 400 of the checking run" in text
     assert "rate L_t ≤ (1 − 0.0005)^(t − t*)" in text
 
 
@@ -262,3 +262,98 @@ def _b64(raw: bytes) -> str:
     import base64
 
     return base64.b64encode(raw).decode("ascii")
+
+
+@pytest.fixture(scope="module")
+def path_page() -> str:
+    return render_html(path_report())
+
+
+def _row(page: str, label: str) -> str:
+    """The HTML of the table row whose first cell is ``label``."""
+    m = re.search(r"<tr><td>" + re.escape(label) + r"</td>(.*?)</tr>", page)
+    assert m is not None, label
+    return m.group(1)
+
+
+def test_plots_come_right_after_the_verdict_and_its_meaning(full_page: str) -> None:
+    assert full_page.index('id="meaning"') < full_page.index('id="plots"')
+    assert full_page.index('id="plots"') < full_page.index('id="problem"')
+
+
+def test_path_certificate_rows_show_the_quantities_at_step_t_star(path_page: str) -> None:
+    expected = {
+        "Certified from step t*": "166",
+        "Residual ‖r(w_t*)‖ at t*": "0.005835",
+        "Threshold r*(w_t*) at t*": "0.005996",
+        "λ_min(K(w_t*))": "0.01267",
+        "‖J(w_t*)‖₂": "0.8076",
+        "β_F on the ball around w_t*": "0.02086",
+        "Ball radius ρ* at t*": "1.746",
+        "μ from t*": "0.005796",
+        "Full checks along the run": "10",
+    }
+    for label, value in expected.items():
+        assert f">{value}<" in _row(path_page, label), label
+    assert "sampled (Hessian norms)" in _row(path_page, "β_F on the ball around w_t*")
+
+
+def test_closure_at_init_shows_the_beta_behind_r_star_and_the_sampled_alternative(
+    path_page: str,
+) -> None:
+    row = _row(path_page, "β_F behind r*")
+    assert ">0.08555<" in row and "proven (analytic bound)" in row
+    assert ">0.004594<" in _row(path_page, "Threshold r* with the sampled β_F")
+    assert ">921.1<" in _row(path_page, "Closure factor with the sampled β_F")
+    assert ">626.1<" in _row(path_page, "Needed radius 2 ‖J(w₀)‖ ‖r₀‖ / λ_min(K(w₀))")
+
+
+def test_closure_without_a_proven_beta_shows_dashes_for_the_sampled_alternative(
+    full_page: str,
+) -> None:
+    assert NA in _row(full_page, "Threshold r* with the sampled β_F")
+    assert "estimated (sampled)" in _row(full_page, "β_F behind r*")
+
+
+def test_checking_run_shows_the_switch_and_the_pl_ratios(path_page: str) -> None:
+    switch = _row(path_page, "Step size from the switch on")
+    assert ">1.404<" in switch and "used from step 166" in switch
+    assert ">0.078, 0.022<" in _row(path_page, "PL ratio ‖∇L‖² / (2 L): first, last")
+    smallest = _row(path_page, "Smallest PL ratio over the run")
+    assert ">0.0201<" in smallest and "μ estimate 0.009052" in smallest
+    assert "checked only when the certificate closes at w₀" in _row(
+        path_page, "Bound held at every step"
+    )
+
+
+def test_gd_predictions_are_flagged_when_the_certificate_does_not_close_at_init(
+    full_page: str, path_page: str
+) -> None:
+    warning = "Not certified from w₀."
+    assert warning in path_page
+    assert "from step t* = 166" in path_page
+    assert warning not in full_page
+
+
+def test_pl_eps_and_sgd_rows_show_their_new_fields(full_page: str, path_page: str) -> None:
+    section = full_page[full_page.index('id="pl-eps"') :]
+    assert ">0.9<" in _row(section, "Ball radius ρ")
+    assert ">0.041<" in _row(section, "μ on that ball")
+    assert ">0.0114<" in _row(section, "Step size")
+    assert ">estimated<" in _row(section, "Tier")
+    assert "certifies almost nothing" in path_page
+    assert "certifies almost nothing" not in full_page
+    assert "per-sample smoothness at the probes" in full_page
+
+
+def test_a_row_without_notes_lets_its_value_span_the_notes_column(full_page: str) -> None:
+    assert "<td class='val' colspan='2'>" in _row(full_page, "Method")
+
+
+def test_meaning_of_a_run_certificate_leads_with_the_conclusion() -> None:
+    sentences = meaning_sentences(path_report())
+    assert sentences[0].startswith("Gradient descent from these initial weights reaches zero")
+    assert "η = 1.568 for the first 166 steps, then η = 1.404" in sentences[0]
+    text = " ".join(sentences)
+    assert "(loss 1.702e-05)" in text
+    assert "the guarantee is for this run" in text

@@ -7,7 +7,7 @@ import io
 from rich.console import Console
 
 from plcore.report.summary import summary_rich_table, summary_rows, summary_table
-from tests.plcore.report.sample_reports import full_report, minimal_report
+from tests.plcore.report.sample_reports import full_report, minimal_report, path_report
 
 
 def test_plain_summary_aligns_values_in_one_column() -> None:
@@ -43,3 +43,10 @@ def test_rich_table_does_not_interpret_markup_in_user_strings() -> None:
     out = buf.getvalue()
     assert "net [bold]x[/bold]" in out
     assert "certified (estimated)" in out
+
+
+def test_summary_marks_gd_predictions_that_are_not_certified_at_init() -> None:
+    rows = dict(summary_rows(path_report()))
+    assert rows["rate 1 - eta mu"].endswith("(not certified at w0)")
+    assert rows["path certificate"] == "from step 166: step 1.404, rate 0.9919"
+    assert "not certified" not in dict(summary_rows(full_report()))["rate 1 - eta mu"]
