@@ -39,7 +39,7 @@ def top_abs_eigenpair(
     tol: float = 1e-10,
     max_restarts: int = 20,
 ) -> EigenPair:
-    """Largest-|lambda| eigenpair of the symmetric operator ``matvec`` (dimension ``v0.numel()``)."""
+    """Largest-|lambda| eigenpair of the symmetric operator ``matvec`` of dimension v0.numel()."""
     m = v0.numel()
     k = max(1, min(krylov_dim, m))
     q = v0 / v0.norm()
@@ -51,7 +51,6 @@ def top_abs_eigenpair(
         alphas: list[float] = []
         betas: list[float] = []
         scale = 0.0
-        last_beta = 0.0
         for j in range(k):
             w = matvec(Q[j])
             matvecs += 1
@@ -61,25 +60,31 @@ def top_abs_eigenpair(
             for _ in range(2):
                 w = w - Q[: j + 1].T @ (Q[: j + 1] @ w)
             beta = float(w.norm())
-            scale = max(scale, abs(alpha) + beta, abs(alpha))
-            last_beta = beta
-            if j == k - 1 or beta <= 1e-14 * max(scale, 1e-300):
-                break
             betas.append(beta)
+            scale = max(scale, abs(alpha) + beta)
+            breakdown = beta <= 1e-14 * scale
+            # test the Ritz residual every few steps: a warm start often converges early
+            if breakdown or j == k - 1 or j % 4 == 3:
+                theta, s = _top_ritz(alphas, betas)
+                residual = 0.0 if breakdown else beta * abs(float(s[-1]))
+                y = Q[: j + 1].T @ s.to(device=v0.device, dtype=v0.dtype)
+                y = y / y.norm()
+                if scale == 0.0 or residual <= tol * abs(theta):
+                    return EigenPair(theta, y, residual, True, matvecs)
+                if breakdown or j == k - 1:
+                    break
             Q[j + 1] = w / beta
-        n = len(alphas)
-        T = torch.diag(torch.tensor(alphas, dtype=torch.float64))
-        if n > 1:
-            off = torch.tensor(betas[: n - 1], dtype=torch.float64)
-            T = T + torch.diag(off, 1) + torch.diag(off, -1)
-        evals, evecs = torch.linalg.eigh(T)
-        idx = int(evals.abs().argmax())
-        theta = float(evals[idx])
-        s = evecs[:, idx].to(device=v0.device, dtype=v0.dtype)
-        y = Q[:n].T @ s
-        y = y / y.norm()
-        residual = 0.0 if last_beta <= 1e-14 * max(scale, 1e-300) else last_beta * abs(float(s[-1]))
-        if residual <= tol * max(abs(theta), 1e-300) or scale == 0.0:
-            return EigenPair(theta, y, residual, True, matvecs)
         q = y
     return EigenPair(theta, y, residual, False, matvecs)
+
+
+def _top_ritz(alphas: list[float], betas: list[float]) -> tuple[float, Tensor]:
+    """Ritz value of largest |theta| of the tridiagonal (alphas, betas[:-1]) and its vector."""
+    n = len(alphas)
+    T = torch.diag(torch.tensor(alphas, dtype=torch.float64))
+    if n > 1:
+        off = torch.tensor(betas[: n - 1], dtype=torch.float64)
+        T = T + torch.diag(off, 1) + torch.diag(off, -1)
+    evals, evecs = torch.linalg.eigh(T)
+    idx = int(evals.abs().argmax())
+    return float(evals[idx]), evecs[:, idx]

@@ -1,0 +1,256 @@
+"""One-sided estimates of the constants on a ball B(w0, rho) by evaluating points in it.
+
+THEORY.md section 8: sup and inf over a ball in R^m cannot be computed. Evaluating
+lambda_min(K(w)), ||J(w)||_2 and ||H_F(w)|| at points w of the ball gives
+
+* L_F_lower    = max ||J(w)||_2          <= L_F    = sup_B ||J||_2      (a LOWER bound)
+* beta_F_lower = max ||H_F(w)|| (power)  <= sup_B ||H_F||                (a LOWER bound, also
+  because the power method's value is itself a lower bound at each point)
+* mu_upper     = min lambda_min(K(w))    >= mu     = inf_B lambda_min(K) (an UPPER bound)
+
+Never a proof. Points: the centre; ``n_sphere`` uniform directions at each of the radii rho/4,
+rho/2 and rho; the given path points that lie in the ball; and ``n_adversarial`` runs each of
+projected normalised gradient ascent on a . H_F(w)[u, u] (with (a, u) refreshed by the power
+method at every step) and projected descent on lambda_min(K(w)), ``adversarial_steps`` steps each.
+Cost: 1 + 3 n_sphere + len(path) + 2 n_adversarial (adversarial_steps + 1) kernel evaluations and
+about as many Hessian-norm solves.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from plcore.dataset import Dataset
+from plcore.errors import OptionsError
+from plcore.hessian.hvp import flat_map, resolve_params, second_directional_graph
+from plcore.hessian.tensor_norm import TensorNormResult, hessian_tensor_norm
+from plcore.kernel import KernelMethod, tangent_kernel
+from plcore.models.base import Model
+from plcore.progress import Progress
+
+#: a probe's Hessian norm is a lower bound whatever the accuracy: solve loosely, probe more points
+_HESSIAN_TOL = 1e-6
+_HESSIAN_MAX_ITER = 50
+
+ProbeSource = Literal["center", "sphere", "path", "ascent_hessian", "descent_lambda"]
+
+
+@dataclass(frozen=True)
+class ProbeRecord:
+    """One evaluated point w of the ball.
+
+    Attributes:
+        source: how the point was chosen.
+        distance: ||w - w0||_2.
+        lambda_min: lambda_min(K(w)) as computed (may be slightly negative by rounding).
+        jacobian_norm: ||J(w)||_2 = sqrt(lambda_max(K(w))).
+        hessian_norm: the power method's ||H_F(w)|| (a lower bound at that point).
+    """
+
+    source: ProbeSource
+    distance: float
+    lambda_min: float
+    jacobian_norm: float
+    hessian_norm: float
+
+
+@dataclass(frozen=True)
+class BallProbe:
+    """One-sided estimates on B(w0, rho) (module docstring): L_F_lower and beta_F_lower are
+    lower bounds of sups, mu_upper an upper bound of an inf. ``records`` lists every point."""
+
+    rho: float
+    L_F_lower: float
+    beta_F_lower: float
+    mu_upper: float
+    records: list[ProbeRecord]
+    kernel_evaluations: int = 0
+    hessian_evaluations: int = 0
+
+
+class _Evaluator:
+    def __init__(
+        self,
+        model: Model,
+        X: Tensor,
+        generator: torch.Generator,
+        kernel_method: KernelMethod | str,
+        hessian_restarts: int,
+    ) -> None:
+        self.model, self.X, self.generator = model, X, generator
+        self.kernel_method, self.hessian_restarts = kernel_method, hessian_restarts
+        self.kernels = 0
+        self.hessians = 0
+
+    def spectrum(self, w: Tensor) -> tuple[Tensor, Tensor]:
+        self.kernels += 1
+        K = tangent_kernel(self.model, self.X, self.kernel_method, params=w)
+        return torch.linalg.eigh(K)
+
+    def hessian(self, w: Tensor) -> TensorNormResult:
+        self.hessians += 1
+        return hessian_tensor_norm(
+            self.model,
+            self.X,
+            params=w,
+            generator=self.generator,
+            restarts=self.hessian_restarts,
+            tol=_HESSIAN_TOL,
+            max_iter=_HESSIAN_MAX_ITER,
+        )
+
+    def record(
+        self, source: ProbeSource, w: Tensor, w0: Tensor, hessian: float | None = None
+    ) -> ProbeRecord:
+        evals, _ = self.spectrum(w)
+        h = self.hessian(w).value if hessian is None else hessian
+        return ProbeRecord(
+            source=source,
+            distance=float((w - w0).norm()),
+            lambda_min=float(evals[0]),
+            jacobian_norm=math.sqrt(max(float(evals[-1]), 0.0)),
+            hessian_norm=h,
+        )
+
+
+def _project(w: Tensor, w0: Tensor, rho: float) -> Tensor:
+    d = w - w0
+    n = float(d.norm())
+    return w if n <= rho else w0 + d * (rho / n)
+
+
+def _random_direction(m: int, generator: torch.Generator, like: Tensor) -> Tensor:
+    d = torch.randn(m, generator=generator, dtype=torch.float64).to(like.device)
+    return d / d.norm()
+
+
+def _ascent_gradient(model: Model, X: Tensor, w: Tensor, a: Tensor, u: Tensor) -> Tensor:
+    """grad_w [a . H_F(w)[u, u]] with (a, u) held fixed (third derivatives by autograd)."""
+    wg = w.detach().requires_grad_(True)
+    with torch.enable_grad():
+        s = second_directional_graph(flat_map(model, X), wg, u, create_graph=True)
+        if not s.requires_grad:
+            return torch.zeros_like(w)
+        (g,) = torch.autograd.grad(s @ a, wg, allow_unused=True)
+    return torch.zeros_like(w) if g is None else g
+
+
+def _lambda_min_gradient(model: Model, X: Tensor, w: Tensor, v: Tensor) -> Tensor:
+    """grad lambda_min(K(w)) = grad_w ||J(w)^T v||^2 for the unit eigenvector v (simple eigenvalue:
+    d lambda = v^T dK v = d(v^T J J^T v) with v held fixed, Hellmann-Feynman)."""
+    wg = w.detach().requires_grad_(True)
+    with torch.enable_grad():
+        y = flat_map(model, X)(wg)
+        (Jtv,) = torch.autograd.grad(y, wg, v, create_graph=True)
+        if not Jtv.requires_grad:
+            return torch.zeros_like(w)
+        (g,) = torch.autograd.grad(Jtv @ Jtv, wg)
+    return g
+
+
+def probe_ball(
+    model: Model,
+    data: Dataset,
+    rho: float,
+    *,
+    generator: torch.Generator,
+    n_sphere: int = 8,
+    n_adversarial: int = 2,
+    adversarial_steps: int = 10,
+    path: Sequence[Tensor] = (),
+    kernel_method: KernelMethod | str = "auto",
+    progress: Progress | None = None,
+    hessian_restarts: int = 1,
+    center: Tensor | None = None,
+) -> BallProbe:
+    """Evaluate lambda_min(K), ||J||_2 and ||H_F|| on points of B(w0, rho); one-sided estimates.
+
+    L_F_lower = max ||J(w)||_2, beta_F_lower = max ||H_F(w)||, mu_upper = min lambda_min(K(w))
+    over the evaluated points w (module docstring: which points, and the cost). The ball is
+    centred at ``center`` (a flat w, e.g. an iterate w_t of a training run) or the model's w0.
+    """
+    if not (rho >= 0) or math.isinf(rho):
+        raise OptionsError(f"rho must be finite and >= 0, got {rho}")
+    if min(n_sphere, n_adversarial, adversarial_steps, hessian_restarts - 1) < 0:
+        raise OptionsError(
+            f"need n_sphere, n_adversarial, adversarial_steps >= 0 and hessian_restarts >= 1, "
+            f"got {n_sphere}, {n_adversarial}, {adversarial_steps}, {hessian_restarts}"
+        )
+    progress = progress or Progress()
+    X = data.X
+    w0 = resolve_params(model, center, device=X.device)
+    m = w0.numel()
+    ev = _Evaluator(model, X, generator, kernel_method, hessian_restarts)
+    stage = f"probing ball rho={rho:.3g}"
+    inside = [p for p in path if float((p.to(w0) - w0).norm()) <= rho * (1 + 1e-12)]
+    total = 1 + 3 * n_sphere + len(inside) + 2 * n_adversarial * (adversarial_steps + 1)
+    done = 0
+
+    def tick(units: int = 1) -> None:
+        nonlocal done
+        done += units
+        progress.step(done / max(total, 1), stage)
+
+    progress.step(0.0, stage)
+    records = [ev.record("center", w0, w0)]
+    tick()
+    for radius in (rho / 4, rho / 2, rho):
+        for _ in range(n_sphere):
+            w = w0 + radius * _random_direction(m, generator, w0)
+            records.append(ev.record("sphere", w, w0))
+            tick()
+    for p in inside:
+        records.append(ev.record("path", p.to(w0), w0))
+        tick()
+
+    step = 2.0 * rho / max(adversarial_steps, 1)
+    for run in range(n_adversarial):
+        # ascent on the Hessian norm proxy a . H_F(w)[u, u]
+        w = w0 if run == 0 else w0 + 0.5 * rho * _random_direction(m, generator, w0)
+        best_w, best_h = w, -1.0
+        for it in range(adversarial_steps + 1):
+            res = ev.hessian(w)
+            if res.value > best_h:
+                best_w, best_h = w, res.value
+            tick()
+            if it == adversarial_steps or rho == 0:
+                continue
+            g = _ascent_gradient(model, X, w, res.a, res.u)
+            gn = float(g.norm())
+            if gn == 0.0:
+                continue
+            w = _project(w + step * g / gn, w0, rho)
+        records.append(ev.record("ascent_hessian", best_w, w0, hessian=best_h))
+
+        # descent on lambda_min(K(w))
+        w = w0 if run == 0 else w0 + 0.5 * rho * _random_direction(m, generator, w0)
+        best_w, best_l = w, math.inf
+        for it in range(adversarial_steps + 1):
+            evals, evecs = ev.spectrum(w)
+            if float(evals[0]) < best_l:
+                best_w, best_l = w, float(evals[0])
+            tick()
+            if it == adversarial_steps or rho == 0:
+                continue
+            g = _lambda_min_gradient(model, X, w, evecs[:, 0])
+            gn = float(g.norm())
+            if gn == 0.0:
+                continue
+            w = _project(w - step * g / gn, w0, rho)
+        records.append(ev.record("descent_lambda", best_w, w0))
+
+    return BallProbe(
+        rho=rho,
+        L_F_lower=max(r.jacobian_norm for r in records),
+        beta_F_lower=max(r.hessian_norm for r in records),
+        mu_upper=min(r.lambda_min for r in records),
+        records=records,
+        kernel_evaluations=ev.kernels,
+        hessian_evaluations=ev.hessians,
+    )

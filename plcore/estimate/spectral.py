@@ -1,0 +1,104 @@
+"""Exact quantities at the starting point w0 (THEORY.md sections 1 and 8).
+
+Everything here is exact up to floating point: the residual r0 = F(w0) - y, the loss, and the
+full spectrum of the tangent kernel K(w0) = J0 J0^T (a dense symmetric eigenproblem).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from plcore.dataset import Dataset
+from plcore.errors import ShapeMismatchError
+from plcore.kernel import KernelMethod, outputs, resolve_kernel_method, tangent_kernel
+from plcore.models.base import Model
+
+
+@dataclass(frozen=True)
+class InitialQuantities:
+    """The residual and the tangent-kernel spectrum at w (w0 unless ``params`` was given).
+
+    Attributes:
+        r0: F(w) - y, shape N, sample-major (row i*k + c = output c of sample i).
+        loss: L = 1/2 ||r0||^2 (sum over samples, with the 1/2; THEORY.md section 1).
+        residual_norm: ||r0||_2.
+        eigenvalues: eigenvalues of K(w) = J J^T in ascending order (torch.linalg.eigvalsh).
+        lambda_min: max(lambda_min_raw, 0): K is positive semi-definite, so a negative
+            eigenvalue is rounding error.
+        lambda_min_raw: the smallest eigenvalue as computed (may be slightly negative).
+        lambda_max: the largest eigenvalue of K.
+        condition_number: lambda_max / lambda_min; inf when lambda_min <= 0.
+        jacobian_norm: ||J||_2 = sqrt(lambda_max(K)) (singular values of J are the square roots
+            of the eigenvalues of J J^T).
+        n_samples, n_outputs: n and k; N = n * k; m = number of parameters.
+        kernel_method: the tangent-kernel method that ran (``"auto"`` resolved).
+    """
+
+    r0: Tensor
+    loss: float
+    residual_norm: float
+    eigenvalues: Tensor
+    lambda_min: float
+    lambda_min_raw: float
+    lambda_max: float
+    condition_number: float
+    jacobian_norm: float
+    n_samples: int
+    n_outputs: int
+    N: int
+    m: int
+    kernel_method: str = "auto"
+
+
+def kernel_spectrum(K: Tensor) -> Tensor:
+    """Eigenvalues of the symmetric matrix K, ascending (LAPACK syevd via torch.linalg.eigvalsh)."""
+    return torch.linalg.eigvalsh(K)
+
+
+def initial_quantities(
+    model: Model,
+    data: Dataset,
+    *,
+    params: Tensor | None = None,
+    kernel_method: KernelMethod | str = "auto",
+) -> InitialQuantities:
+    """r0 = F(w) - y, L = 1/2 ||r0||^2 and the spectrum of K(w) = J J^T (THEORY.md sections 1-4).
+
+    lambda_min(K(w0)) is lambda0 of the perturbation bounds, sqrt(lambda_max) = ||J0||_2 their
+    Lipschitz constant at the centre, and kappa = lambda_max / lambda_min.
+    """
+    X, y = data.X, data.y
+    if y.ndim != 2 or y.shape[0] != X.shape[0] or y.shape[1] != model.output_dim:
+        raise ShapeMismatchError(
+            f"y has shape {tuple(y.shape)}, expected ({X.shape[0]}, {model.output_dim}) "
+            f"for {X.shape[0]} samples and k={model.output_dim} outputs"
+        )
+    F0 = outputs(model, X, params=params)
+    r0 = F0 - y.to(F0).reshape(-1)
+    K = tangent_kernel(model, X, kernel_method, params=params)
+    eigenvalues = kernel_spectrum(K)
+    raw_min = float(eigenvalues[0])
+    lam_min = max(raw_min, 0.0)
+    lam_max = max(float(eigenvalues[-1]), 0.0)
+    residual_norm = float(r0.norm())
+    method = resolve_kernel_method(model, kernel_method).value
+    return InitialQuantities(
+        r0=r0,
+        loss=0.5 * residual_norm**2,
+        residual_norm=residual_norm,
+        eigenvalues=eigenvalues,
+        lambda_min=lam_min,
+        lambda_min_raw=raw_min,
+        lambda_max=lam_max,
+        condition_number=lam_max / lam_min if lam_min > 0 else math.inf,
+        jacobian_norm=math.sqrt(lam_max),
+        n_samples=int(X.shape[0]),
+        n_outputs=model.output_dim,
+        N=int(r0.numel()),
+        m=model.n_params,
+        kernel_method=method,
+    )

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from plcore.dataset import Dataset
+from plcore.errors import ShapeMismatchError
+from plcore.estimate.spectral import initial_quantities
+from plcore.kernel import jacobian
+from tests.plcore.hessian.nets import tiny_data, tiny_mlp
+
+
+def test_quantities_match_dense_jacobian_and_numpy() -> None:
+    model = tiny_mlp([3, 6, 2], "tanh", seed=0)
+    data = tiny_data(4, 3, 2)
+    q = initial_quantities(model, data, kernel_method="reference")
+    J = jacobian(model, data.X).numpy()
+    r0 = model.apply_flat(model.flat_params(), data.X).detach().numpy() - data.y.numpy().ravel()
+    ev = np.linalg.eigvalsh(J @ J.T)
+    np.testing.assert_allclose(q.r0.numpy(), r0, rtol=1e-13)
+    assert q.loss == pytest.approx(0.5 * float(r0 @ r0), rel=1e-13)
+    assert q.residual_norm == pytest.approx(float(np.linalg.norm(r0)), rel=1e-13)
+    np.testing.assert_allclose(q.eigenvalues.numpy(), ev, rtol=1e-10, atol=1e-12)
+    assert q.lambda_min == pytest.approx(ev[0], rel=1e-10)
+    assert q.lambda_max == pytest.approx(ev[-1], rel=1e-10)
+    assert q.condition_number == pytest.approx(ev[-1] / ev[0], rel=1e-8)
+    assert q.jacobian_norm == pytest.approx(np.linalg.norm(J, 2), rel=1e-10)
+    assert (q.n_samples, q.n_outputs, q.N, q.m) == (4, 2, 8, model.n_params)
+    assert q.kernel_method == "reference"
+
+
+def test_sample_major_residual_order() -> None:
+    model = tiny_mlp([2, 3, 2], seed=1)
+    data = tiny_data(3, 2, 2)
+    q = initial_quantities(model, data)
+    out = model.apply(model.named_params(), data.X).detach()
+    assert float(q.r0[1 * 2 + 1]) == pytest.approx(float(out[1, 1] - data.y[1, 1]), rel=1e-14)
+
+
+def test_under_parameterized_problem_has_infinite_condition_number() -> None:
+    # m = 3*1 + 1 = 4 parameters, N = 6 constraints: K has rank <= 4 < 6
+    model = tiny_mlp([3, 1], seed=0)
+    q = initial_quantities(model, tiny_data(6, 3, 1))
+    assert q.lambda_min_raw < 1e-10
+    assert q.lambda_min >= 0.0
+    assert q.lambda_min == max(q.lambda_min_raw, 0.0)
+    if q.lambda_min == 0.0:
+        assert math.isinf(q.condition_number)
+
+
+def test_targets_of_the_wrong_shape_are_rejected() -> None:
+    model = tiny_mlp([3, 4, 2], seed=0)
+    data = tiny_data(4, 3, 2)
+    bad = Dataset(X=data.X, y=data.y[:, :1], sha256="x")
+    with pytest.raises(ShapeMismatchError, match=r"y has shape \(4, 1\), expected \(4, 2\)"):
+        initial_quantities(model, bad)
