@@ -1,0 +1,156 @@
+"""End to end: `plcert serve` (API + embedded worker, SQLite + filesystem broker) as a real process.
+
+The tests share one server (starting it costs seconds) and run in file order; the last one kills
+and restarts it.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.service.e2e_support import (
+    PLCERT,
+    SLOW_DATA,
+    SLOW_OPTIONS,
+    SLOW_SPEC,
+    TINY_DATA,
+    TINY_SPEC,
+    Proc,
+    base_env,
+    free_port,
+    get_job,
+    submit_json,
+    tiny_npz_bytes,
+    tiny_onnx_bytes,
+    wait_ready,
+    wait_status,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+JOB_TIMEOUT_S = 120.0
+
+
+@dataclass
+class Embedded:
+    """A running `plcert serve` and how to restart it on the same data folder."""
+
+    data_dir: Path
+    port: int
+    procs: list[Proc] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def proc(self) -> Proc:
+        return self.procs[-1]
+
+    def start(self) -> None:
+        env = base_env(PLCERT_DATA_DIR=str(self.data_dir), PLCERT_LEASE_S="5")
+        log = self.data_dir.parent / f"serve-{len(self.procs)}.log"
+        self.procs.append(Proc([*PLCERT, "serve", "--port", str(self.port)], env, log))
+        wait_ready(self.url, self.proc)
+
+    def logs(self) -> str:
+        return "\n".join(p.log_text() for p in self.procs)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedded]:
+    root = tmp_path_factory.mktemp("embedded")
+    srv = Embedded(data_dir=root / "data", port=free_port())
+    try:
+        srv.start()
+        yield srv
+    finally:
+        for p in reversed(srv.procs):
+            p.stop()
+
+
+def test_json_spec_job_moves_through_stages_and_serves_both_reports(server: Embedded) -> None:
+    job = submit_json(server.url, TINY_SPEC, TINY_DATA)
+    assert job["status"] == "queued"
+    fractions: list[float] = []
+    stages: list[str] = []
+
+    def record(j: dict[str, Any]) -> None:
+        fractions.append(j["progress"]["fraction"])
+        if not stages or stages[-1] != j["progress"]["stage"]:
+            stages.append(j["progress"]["stage"])
+
+    done = wait_status(server.url, job["id"], ["succeeded", "failed"], JOB_TIMEOUT_S, record)
+    assert done["status"] == "succeeded", done
+    assert done["attempt"] == 1
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert any(0.0 < f < 1.0 for f in fractions), fractions  # progress seen while running
+    assert len(stages) >= 3 and stages[-1] == "done", stages
+
+    report = httpx.get(server.url + done["report_url"], timeout=30)
+    assert report.status_code == 200
+    assert report.json()["verdict"] == done["verdict"]
+    assert report.json()["problem"]["n_samples"] == len(TINY_DATA["X"])
+    html = httpx.get(server.url + done["report_html_url"], timeout=30)
+    assert html.status_code == 200 and "text/html" in html.headers["content-type"]
+    assert done["verdict"] in html.text
+
+
+def test_onnx_upload_job_succeeds(server: Embedded) -> None:
+    files = {
+        "model": ("mlp.onnx", tiny_onnx_bytes(), "application/octet-stream"),
+        "data": ("data.npz", tiny_npz_bytes(), "application/octet-stream"),
+    }
+    r = httpx.post(
+        f"{server.url}/v1/certifications",
+        files=files,
+        data={"options": json.dumps({"budget": "fast"})},
+        timeout=60,
+    )
+    assert r.status_code == 202, r.text
+    assert r.headers["location"].endswith(r.json()["id"])
+    done = wait_status(server.url, r.json()["id"], ["succeeded", "failed"], JOB_TIMEOUT_S)
+    assert done["status"] == "succeeded", done
+    report = httpx.get(server.url + done["report_url"], timeout=30).json()
+    assert report["problem"]["n_params"] == 2 * 16 + 16 + 16 + 1
+
+
+def test_running_job_can_be_canceled(server: Embedded) -> None:
+    job = submit_json(server.url, SLOW_SPEC, SLOW_DATA, SLOW_OPTIONS)
+    wait_status(server.url, job["id"], ["running"], JOB_TIMEOUT_S)
+    r = httpx.post(f"{server.url}/v1/certifications/{job['id']}/cancel", timeout=30)
+    assert r.status_code == 202, r.text
+    done = wait_status(server.url, job["id"], ["canceled", "succeeded", "failed"], JOB_TIMEOUT_S)
+    assert done["status"] == "canceled", done
+    assert done["report_url"] is None
+
+
+def test_deleted_job_answers_404(server: Embedded) -> None:
+    job = submit_json(server.url, TINY_SPEC, TINY_DATA)  # deleted while queued or running
+    r = httpx.delete(f"{server.url}/v1/certifications/{job['id']}", timeout=30)
+    assert r.status_code == 204, r.text
+    assert httpx.get(f"{server.url}/v1/certifications/{job['id']}", timeout=30).status_code == 404
+    gone = httpx.get(f"{server.url}/v1/certifications/{job['id']}/report", timeout=30)
+    assert gone.status_code == 404
+
+
+def test_job_survives_a_killed_and_restarted_server(server: Embedded) -> None:
+    job = submit_json(server.url, SLOW_SPEC, SLOW_DATA, SLOW_OPTIONS)
+    wait_status(server.url, job["id"], ["running"], JOB_TIMEOUT_S)
+    server.proc.kill_leader(signal.SIGKILL)  # the API process only; its worker child lives on
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{server.url}/healthz", timeout=2)
+    server.start()
+    done = wait_status(server.url, job["id"], ["succeeded", "failed", "canceled"], 240)
+    assert done["status"] == "succeeded", (done, server.logs()[-3000:])
+    listed = httpx.get(f"{server.url}/v1/certifications", timeout=30).json()["items"]
+    assert job["id"] in {j["id"] for j in listed}
+    assert get_job(server.url, job["id"])["verdict"] == done["verdict"]

@@ -1,0 +1,50 @@
+"""The Celery app carries the reliability settings of PITFALLS.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from service.config import load_settings
+from worker.celery_app import TASK_NAME, make_celery
+
+
+def test_long_job_settings_ack_late_and_prefetch_one(tmp_path: Path) -> None:
+    conf = make_celery(load_settings(data_dir=tmp_path)).conf
+    assert conf.task_acks_late and conf.task_reject_on_worker_lost
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.worker_cancel_long_running_tasks_on_connection_loss
+    assert conf.task_ignore_result and conf.result_backend is None
+    assert conf.accept_content == ["json"] and conf.task_serializer == "json"
+    assert conf.task_default_queue == "cpu"
+    assert {q.name for q in conf.task_queues} == {"cpu", "gpu"}
+
+
+def test_time_limits_come_from_settings(tmp_path: Path) -> None:
+    s = load_settings(data_dir=tmp_path, job_time_limit_s=100, job_hard_time_limit_s=130)
+    conf = make_celery(s).conf
+    assert (conf.task_soft_time_limit, conf.task_time_limit) == (100, 130)
+
+
+def test_redis_visibility_timeout_exceeds_the_hard_time_limit(tmp_path: Path) -> None:
+    s = load_settings(
+        data_dir=tmp_path,
+        broker_url="redis://127.0.0.1:6379/0",
+        job_time_limit_s=3600,
+        job_hard_time_limit_s=4000,
+    )
+    vt = make_celery(s).conf.broker_transport_options["visibility_timeout"]
+    assert vt > s.job_hard_time_limit_s + 300
+
+
+def test_filesystem_broker_keeps_its_folders_in_the_data_dir(tmp_path: Path) -> None:
+    opts = make_celery(load_settings(data_dir=tmp_path)).conf.broker_transport_options
+    for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
+        assert Path(opts[key]).is_dir() and Path(opts[key]).is_relative_to(tmp_path / "broker")
+
+
+def test_the_task_is_registered_under_its_public_name() -> None:
+    from worker.celery_app import app
+    from worker.tasks import run_certification
+
+    assert run_certification.name == TASK_NAME
+    assert TASK_NAME in app.tasks
