@@ -125,8 +125,11 @@ def _certify_overparameterized(
         search = _search(ctx, iq, h0)
     closure = search.closure if search is not None else None
     closes0 = closure is not None and closure.closes
-    # beta behind r* at w0: proven (analytic, on a ball containing rho*) if known, else estimated
-    beta_est = max(h0, closure.beta if closure is not None else h0)
+    # beta behind r* at w0: proven (analytic, on a ball containing rho*) if known, else estimated.
+    # The estimate is the probes' (chosen.beta_est), never closure.beta: after a rigorous
+    # closure that is the PROVEN bound of the search ball, not an estimate.
+    chosen_beta = search.chosen.beta_est if search is not None else None
+    beta_est = max(h0, chosen_beta if chosen_beta is not None else h0)
     rho_a = math.sqrt(lam0) / beta_est if beta_est > 0 else (search.grid[-1] if search else 1.0)
     pb = ctx.proven_beta(rho_a) if lam0 > 0 else None
     beta_star, beta_kind = (pb.beta, "proven") if pb is not None else (beta_est, "estimated")
