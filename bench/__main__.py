@@ -17,9 +17,17 @@ def main() -> int:
     if not names:
         print("no benchmarks found", file=sys.stderr)
         return 1
+    failed: list[str] = []
     for name in names:
         print(f"\n== {name} ==", flush=True)
-        importlib.import_module(f"bench.{name}").main()
+        try:
+            importlib.import_module(f"bench.{name}").main()
+        except SystemExit as exc:  # strict mode (PLCERT_BENCH_STRICT=1) exits on a missed target
+            if exc.code not in (None, 0):
+                failed.append(name)
+    if failed:
+        print(f"\nmissed targets in: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -19,7 +19,7 @@ from plcore.models.base import Model
 from plcore.options import CertifyOptions
 
 if TYPE_CHECKING:
-    from plcore.certify import certify
+    from plcore.certification import certify
     from plcore.data import load_dataset
     from plcore.kernel import tangent_kernel
     from plcore.models.loader import load_model
@@ -31,7 +31,7 @@ _LAZY = {
     "load_model": ("plcore.models.loader", "load_model"),
     "load_dataset": ("plcore.data", "load_dataset"),
     "tangent_kernel": ("plcore.kernel", "tangent_kernel"),
-    "certify": ("plcore.certify", "certify"),
+    "certify": ("plcore.certification", "certify"),
     "Report": ("plcore.report.schema", "Report"),
 }
 

@@ -44,7 +44,7 @@ class LeaseKeeper:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"lease-{job_id[:8]}", daemon=True)
 
-    # ----- callbacks for plcore.certify -------------------------------------------------------
+    # ----- callbacks for plcore.certify ---------------------------------------------------------
 
     def on_progress(self, fraction: float, stage: str) -> None:
         """Record progress; write it (and renew the lease) if the last write is old enough."""

@@ -168,7 +168,7 @@ def certify_options(raw: dict[str, Any]) -> Any:
 
 
 def _certify(job: JobRecord, keeper: LeaseKeeper, artifacts: ArtifactStore) -> dict[str, Any]:
-    from plcore.certify import certify
+    from plcore import certify
     from plcore.report.html import render_html
 
     options = certify_options(job.options)

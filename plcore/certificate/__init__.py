@@ -1,4 +1,4 @@
-"""The PL* certificate, one module per step (orchestrated by :func:`plcore.certify.certify`).
+"""The PL* certificate, one module per step (orchestrated by :func:`plcore.certification.certify`).
 
 * :mod:`.budget`       effort presets (fast / standard / thorough)
 * :mod:`.radius`       the radius search of THEORY.md section 3 (brackets of L_F, beta_F, mu)

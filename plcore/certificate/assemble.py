@@ -110,8 +110,11 @@ def initial_section(
         jacobian_norm=iq.jacobian_norm,
         hessian_norm=None if hessian is None else float(hessian.value),
         hessian_norm_converged=None if hessian is None else bool(hessian.converged),
-        hessian_norm_spread=None if hessian is None else fin(float(hessian.spread)),
+        hessian_norm_spread=(
+            None if hessian is None or hessian.restarts < 2 else fin(float(hessian.spread))
+        ),
         max_output_hessian_norm=None if out_hessian is None else fin(float(out_hessian.value)),
+        max_output_hessian_exhaustive=None if out_hessian is None else out_hessian.exhaustive,
         kernel_method=iq.kernel_method,
         spectrum=[float(v) for v in ev],
     )

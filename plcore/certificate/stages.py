@@ -1,5 +1,5 @@
 """Shared state of one certification run and the small stages around the core certificate
-(SGD predictions, width extrapolation), used by :func:`plcore.certify.certify`."""
+(SGD predictions, width extrapolation), used by :func:`plcore.certification.certify`."""
 
 from __future__ import annotations
 

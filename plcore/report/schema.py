@@ -57,6 +57,10 @@ class Initial(_Section):
     max_output_hessian_norm: float | None = Field(
         None, description="max_i ||Hess F_i(w0)||_2 (the paper's weaker quantity)"
     )
+    max_output_hessian_exhaustive: bool | None = Field(
+        None,
+        description="true when every output was scanned; else the value is a lower estimate",
+    )
     kernel_method: str = Field("", description="tangent-kernel implementation used")
     spectrum: list[float] = Field(
         default_factory=list, description="eigenvalues of K(w0), ascending (at most 2048 kept)"

@@ -192,9 +192,7 @@ def certify_command(
         loaded_model = _load_model(Path(model), format_model, weights)
         dataset = _load_data(data, target_columns)
 
-        # Import from the module: once plcore.certify is imported, the package attribute
-        # `plcore.certify` is the submodule, which shadows the lazy function export.
-        from plcore.certify import certify
+        from plcore import certify
         from plcore.data import check_fits
 
         check_fits(loaded_model, dataset)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from plcore.certify import certify
+from plcore.certification import certify
 from plcore.errors import Cancelled, ShapeMismatchError
 from plcore.options import CertifyOptions
 from tests.plcore.certify_cases import (

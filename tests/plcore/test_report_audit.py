@@ -24,7 +24,6 @@ name. Proven bounds are checked at random points of their ball (they must hold e
 from __future__ import annotations
 
 import hashlib
-import importlib
 import io
 import json
 import math
@@ -59,18 +58,10 @@ EXACT = 1e-9  # relative agreement of two float64 implementations of the same ex
 
 
 def _certify_function() -> Callable[..., Report]:
-    """plcore's certify, from plcore.certification (new name) or plcore.certify (old name)."""
-    for name in ("plcore.certification", "plcore.certify"):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        fn = getattr(module, "certify", None)
-        if callable(fn):
-            return fn  # type: ignore[no-any-return]
-    raise AssertionError("neither plcore.certification.certify nor plcore.certify.certify exists")
+    """plcore's public certify (CONTRACT.md: ``from plcore import certify``)."""
+    from plcore import certify
+
+    return certify
 
 
 def _mlp_spec(d: int, widths: list[int], k: int, activation: str, param: str) -> dict[str, Any]:
@@ -268,19 +259,6 @@ def test_initial_kernel_spectrum_matches_eigvalsh_of_the_dense_jacobian(case: Ca
     assert ini.jacobian_norm == pytest.approx(spectral_norm(case.J0), rel=EXACT)
 
 
-LOCAL_MAXIMUM = (
-    "KNOWN BUG (reported to the lead): with budget 'fast' (power_restarts=1) the alternating "
-    "power method stops at a local maximum of a . H_F[u, u] on the erf problem: it reports "
-    "||H_F(w0)|| = 0.2684 (converged=True, spread=0) while the sup is 0.3308 (brute force here; "
-    "plcore's own method finds it with 4 restarts). The probes' beta_F estimate inherits it."
-)
-
-
-def _known_local_maximum(case: Case, request: pytest.FixtureRequest) -> None:
-    if case.name == "erf":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=LOCAL_MAXIMUM))
-
-
 def test_initial_hessian_norm_is_a_lower_estimate_of_the_brute_force_sup(case: Case) -> None:
     """One-sided (documented: the power method's value is attained at a feasible (a, u))."""
     value = case.report.initial.hessian_norm
@@ -289,9 +267,8 @@ def test_initial_hessian_norm_is_a_lower_estimate_of_the_brute_force_sup(case: C
 
 
 def test_initial_hessian_norm_matches_brute_force_over_the_sphere(
-    case: Case, request: pytest.FixtureRequest
+    case: Case,
 ) -> None:
-    _known_local_maximum(case, request)
     value = case.report.initial.hessian_norm
     brute = case.hessian_norm0
     assert value is not None
@@ -333,10 +310,9 @@ def test_L_F_and_mu_estimates_are_on_the_right_side_of_the_exact_values_at_w0_on
 
 
 def test_beta_F_estimate_is_at_least_the_brute_force_hessian_norm_at_w0_one_sided(
-    case: Case, request: pytest.FixtureRequest
+    case: Case,
 ) -> None:
     """One-sided: sup_B ||H_F|| >= ||H_F(w0)|| (w0 is in the ball)."""
-    _known_local_maximum(case, request)
     beta = case.report.constants.beta_F.estimate
     assert beta is not None and beta >= case.hessian_norm0 * (1 - 1e-6), (beta, case.hessian_norm0)
 

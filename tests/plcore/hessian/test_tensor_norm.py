@@ -88,3 +88,18 @@ def test_max_output_hessian_norm_scans_a_subset_beyond_the_limit() -> None:
     assert not res.exhaustive and res.scanned == 2
     assert res.value == pytest.approx(float(per_output[res.index]), rel=1e-8)
     assert res.value <= float(per_output.max()) * (1 + 1e-8)
+
+
+@pytest.mark.parametrize(("widths", "act", "n"), [NETS[0], NETS[2]])
+def test_warm_start_from_the_top_output_hessian_dominates_max_output_norm(
+    widths: list[int], act: str, n: int
+) -> None:
+    # ||H_F|| >= max_i ||Hess F_i|| (take a = e_i): a single start at that eigenvector keeps it.
+    model, X = _problem(widths, act, n)
+    mo = max_output_hessian_norm(model, X, generator=torch.Generator().manual_seed(0))
+    assert mo.vector is not None and mo.vector.shape == (model.n_params,)
+    res = hessian_tensor_norm(
+        model, X, generator=torch.Generator().manual_seed(1), restarts=1, warm_starts=[mo.vector]
+    )
+    assert res.restarts == 2  # the deterministic J^T 1 start plus the warm start
+    assert res.value >= mo.value * (1 - 1e-9)

@@ -89,14 +89,6 @@ def certify(
         return _finish(ctx, iq, None, None, reasons, ("not_certified", "rigorous"), start)
     progress.step(0.05, "hessian norm")
     b = ctx.budget
-    hn = hessian_tensor_norm(
-        model,
-        ctx.X,
-        generator=gen,
-        restarts=b.power_restarts,
-        tol=b.hessian_tol,
-        max_iter=b.hessian_max_iter,
-    )
     mo = max_output_hessian_norm(
         model,
         ctx.X,
@@ -104,6 +96,15 @@ def certify(
         scan_limit=b.output_hessian_scan,
         tol=b.hessian_tol,
         krylov_dim=b.krylov_dim,
+    )
+    hn = hessian_tensor_norm(
+        model,
+        ctx.X,
+        generator=gen,
+        restarts=b.power_restarts,
+        tol=b.hessian_tol,
+        max_iter=b.hessian_max_iter,
+        warm_starts=() if mo.vector is None else (mo.vector,),
     )
     return _certify_overparameterized(ctx, iq, hn, mo, reasons, start)
 
