@@ -12,7 +12,9 @@ Rules, in order:
    checking run agrees: ``certified``.
 4. It closes at a step t* of the checking run and the rest of the run agrees: ``certified``
    (tier of the constants used at t*).
-5. Otherwise ``not_certified`` (tier of the beta behind r*: rigorous with an analytic bound).
+5. Otherwise ``not_certified``, tier ``estimated``: the certificate could not be established
+   with the measured constants. That is no proof that GD fails (the theorem's conditions are
+   sufficient, not necessary), so only rules 1 and 2 give a rigorous ``not_certified``.
 A certificate contradicted by its own checking run (a bug or a bad estimate) becomes
 ``inconclusive`` with a loud reason.
 """
@@ -268,4 +270,9 @@ def decide(
             + (f"; at its observed rate it would need about {need} steps" if need else "")
         ),
     )
-    return "not_certified", ("rigorous" if beta_kind == "proven" and model.smooth else "estimated")
+    reasons.append(
+        "not_certified means the PL* certificate could not be established from w0 or along the "
+        "checking run; the theorem's conditions are sufficient, not necessary, so this is no "
+        "proof that gradient descent fails"
+    )
+    return "not_certified", "estimated"

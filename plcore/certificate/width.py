@@ -58,7 +58,10 @@ def fit_width(
     slope = float(b)
     if slope >= 0:
         return slope, None
-    return slope, float(math.exp(-a / b))
+    log_width = float(-a / b)
+    if not math.isfinite(log_width) or log_width > math.log(1e300):
+        return slope, None
+    return slope, math.exp(log_width)
 
 
 def scaled_widths(widths: Sequence[int], fraction: float) -> list[int]:

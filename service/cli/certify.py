@@ -10,6 +10,7 @@ traceback); 3 the computation failed (a numerical error); 130 interrupted (Ctrl-
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -219,6 +220,15 @@ def certify_command(
         _fail(str(exc), EXIT_BAD_INPUT)
     except PlcertError as exc:
         _fail(f"the certification failed: {exc}", EXIT_FAILED)
+    except Exception as exc:
+        # A bug, not bad input: one line for the user (the traceback with PLCERT_DEBUG=1).
+        if os.environ.get("PLCERT_DEBUG") == "1":
+            raise
+        _fail(
+            f"internal error ({type(exc).__name__}: {exc}); this is a bug in plcert, "
+            "please report it (PLCERT_DEBUG=1 shows the traceback)",
+            EXIT_FAILED,
+        )
 
     _print_result(report, out, quiet)
     if fail_if_not_certified and report.verdict != "certified":

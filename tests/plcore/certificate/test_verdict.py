@@ -114,9 +114,10 @@ def test_no_closure_anywhere_is_not_certified_with_factor() -> None:
         "proven",
         0.5,
     )
-    assert v == ("not_certified", "rigorous")
+    assert v == ("not_certified", "estimated")
     assert "does not apply at w0" in reasons[0] and "by a factor 10" in reasons[0]
     assert "estimated beta_F instead: r* = " in reasons[0]
+    assert "no proof that gradient descent fails" in reasons[-1]
 
 
 def test_path_hit_certifies_and_path_contradiction_does_not() -> None:

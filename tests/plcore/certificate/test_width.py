@@ -33,3 +33,10 @@ def test_closing_factor_is_residual_over_threshold() -> None:
 def test_scaled_widths_round_and_keep_at_least_one() -> None:
     assert scaled_widths([64, 3], 0.25) == [16, 1]
     assert math.isclose(sum(scaled_widths([100], 1.0)), 100)
+
+
+def test_nearly_flat_fit_gives_no_closing_width_instead_of_overflowing() -> None:
+    # factor 1e6 falling by 1e-4 per decade: the closing width is astronomically far away.
+    slope, w_close = fit_width([64, 256, 1024], [1e6, 1e6 * 4**-1e-4, 1e6 * 16**-1e-4])
+    assert slope is not None and slope < 0
+    assert w_close is None
