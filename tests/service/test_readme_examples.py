@@ -1,8 +1,4 @@
-"""The curl examples of README.md's "## HTTP API" section run against a live `plcert serve`.
-
-Until README.md has that section, the examples are read from docs/api-examples.md (the text
-that goes there).
-"""
+"""The curl examples of README.md's "## HTTP API" section run against a live `plcert serve`."""
 
 from __future__ import annotations
 
@@ -29,14 +25,11 @@ DOC_URL = "http://127.0.0.1:8000"
 
 
 def http_api_section() -> tuple[Path, str]:
-    """The "## HTTP API" section of README.md, or of docs/api-examples.md as a fallback."""
-    for path in (ROOT / "README.md", ROOT / "docs" / "api-examples.md"):
-        if not path.is_file():
-            continue
-        match = re.search(r"^## HTTP API\s*$(.*?)(?=^## |\Z)", path.read_text(), re.M | re.S)
-        if match:
-            return path, match.group(1)
-    raise AssertionError("neither README.md nor docs/api-examples.md has a '## HTTP API' section")
+    """The "## HTTP API" section of README.md."""
+    path = ROOT / "README.md"
+    match = re.search(r"^## HTTP API\s*$(.*?)(?=^## |\Z)", path.read_text(), re.M | re.S)
+    assert match, "README.md has no '## HTTP API' section"
+    return path, match.group(1)
 
 
 def bash_blocks(section: str) -> list[str]:
