@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+import subprocess
+from pathlib import Path
 
 import pytest
 
+from tests.conftest import require_system_tool
 from tests.service.conftest import AppFactory
 
 
@@ -64,3 +67,68 @@ def test_every_documented_error_answer_is_problem_json(make_client: AppFactory) 
     for path, method, code, resp in errors:
         assert list(resp["content"]) == ["application/problem+json"], (path, method, code)
     assert "HTTPValidationError" not in spec["components"]["schemas"]
+
+
+def test_root_redirects_to_the_docs(make_client: AppFactory) -> None:
+    _, client, _ = make_client()
+    r = client.get("/", follow_redirects=False)
+    assert r.status_code == 307 and r.headers["location"] == "/docs"
+
+
+def _serve_in_thread(app: object) -> tuple[object, int]:
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))  # type: ignore[arg-type]
+    threading.Thread(target=server.run, daemon=True).start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    return server, port
+
+
+@pytest.mark.parametrize(
+    ("page", "expected"),
+    [("/docs", ["Authorize", "/v1/certifications"]), ("/redoc", ["/v1/certifications"])],
+)
+def test_docs_render_in_a_real_browser(
+    tmp_path: Path, make_client: AppFactory, page: str, expected: list[str]
+) -> None:
+    """Swagger UI must understand FastAPI's OpenAPI 3.1 (Swagger UI 4 shows an error page)."""
+    require_system_tool("chromium", "renders /docs and /redoc")
+    app, _, _ = make_client()
+    server, port = _serve_in_thread(app)
+    try:
+        dom = subprocess.run(
+            [
+                "chromium",
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={tmp_path / 'chromium'}",
+                "--virtual-time-budget=15000",
+                "--dump-dom",
+                f"http://127.0.0.1:{port}{page}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
+    finally:
+        server.should_exit = True  # type: ignore[attr-defined]
+    assert "Unable to render" not in dom
+    for text in expected:
+        assert text in dom, f"{text!r} missing from the rendered {page}"
