@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -35,3 +36,24 @@ def require_system_tool(name: str, reason: str) -> None:
         if os.environ.get("PLCERT_REQUIRE_SYSTEM_TOOLS") == "1":
             pytest.fail(message)
         pytest.skip(message)
+
+
+CHROMIUM_FLAGS = (
+    # flags for a sandboxed root session on a machine without network (PITFALLS.md)
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+
+def run_chromium(
+    *args: str, profile: Path, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run headless Chromium with a fresh profile folder; never raises on its exit status."""
+    cmd = ["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)

@@ -20,10 +20,10 @@ from typing import Annotated, Any, NoReturn
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from plcore.errors import InputError, NonDeterministicModelError, PlcertError, ResourceLimitError
 from service.cli import app
+from service.cli.progress import stage_progress
 
 EXIT_OK = 0
 EXIT_NOT_CERTIFIED = 1
@@ -99,14 +99,7 @@ def _progress(enabled: bool) -> Iterator[Callable[[float, str], None] | None]:
         yield None
         return
     console = Console(stderr=True)
-    with Progress(
-        TextColumn("{task.description:<32}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
+    with stage_progress(console) as bar:
         task = bar.add_task("starting", total=1.0)
 
         def on_progress(fraction: float, stage: str) -> None:

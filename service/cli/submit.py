@@ -19,9 +19,9 @@ from typing import Annotated, Any, NoReturn
 import httpx
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from service.cli import app
+from service.cli.progress import stage_progress
 
 EXIT_OK = 0
 EXIT_NOT_CERTIFIED = 1
@@ -119,14 +119,7 @@ def submit(
 
 
 def _follow(client: Any, job_id: str, console: Console, timeout: float | None) -> dict[str, Any]:
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
+    with stage_progress(console) as bar:
         task = bar.add_task("queued", total=1.0)
 
         def update(job: dict[str, Any]) -> None:

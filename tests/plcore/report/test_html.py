@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from plcore.report.html import NA, fmt_number, fmt_rate, meaning_sentences, render_html
 from plcore.report.schema import InitClosure, Report
-from tests.conftest import require_system_tool
+from tests.conftest import require_system_tool, run_chromium
 from tests.plcore.report.sample_reports import XSS, full_report, minimal_report, path_report
 from tests.plcore.report.test_plots import png_size
 
@@ -216,23 +215,6 @@ def test_nonsmooth_models_are_flagged_as_heuristic() -> None:
     assert "heuristic" in " ".join(meaning_sentences(report))
 
 
-def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
-    cmd = [
-        "chromium",
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
-        *args,
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
-
-
 @pytest.mark.slow
 def test_report_renders_in_headless_chromium_without_console_errors(
     tmp_path: Path, artifacts_dir: Path
@@ -244,7 +226,9 @@ def test_report_renders_in_headless_chromium_without_console_errors(
     shot = artifacts_dir / "report.png"
     shot.unlink(missing_ok=True)
 
-    dom = _chromium("--enable-logging=stderr", "--v=0", "--dump-dom", url, profile=tmp_path / "p1")
+    dom = run_chromium(
+        "--enable-logging=stderr", "--v=0", "--dump-dom", url, profile=tmp_path / "p1"
+    )
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert "badge verdict-certified" in dom.stdout
     assert ">Certified<" in dom.stdout
@@ -252,7 +236,9 @@ def test_report_renders_in_headless_chromium_without_console_errors(
     assert "Uncaught" not in dom.stderr
     assert "ERROR:CONSOLE" not in dom.stderr
 
-    run = _chromium(f"--screenshot={shot}", "--window-size=1280,3000", url, profile=tmp_path / "p2")
+    run = run_chromium(
+        f"--screenshot={shot}", "--window-size=1280,3000", url, profile=tmp_path / "p2"
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     width, height = png_size("data:image/png;base64," + _b64(shot.read_bytes()))
     assert (width, height) == (1280, 3000)

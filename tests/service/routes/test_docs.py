@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_system_tool
+from tests.conftest import require_system_tool, run_chromium
 from tests.service.conftest import AppFactory
 
 
@@ -106,27 +105,14 @@ def test_docs_render_in_a_real_browser(
     app, _, _ = make_client()
     server, port = _serve_in_thread(app)
     try:
-        dom = subprocess.run(
-            [
-                "chromium",
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                f"--user-data-dir={tmp_path / 'chromium'}",
-                "--virtual-time-budget=15000",
-                "--dump-dom",
-                f"http://127.0.0.1:{port}{page}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        ).stdout
+        run = run_chromium(
+            "--virtual-time-budget=15000",
+            "--dump-dom",
+            f"http://127.0.0.1:{port}{page}",
+            profile=tmp_path / "chromium",
+        )
+        assert run.returncode == 0, run.stderr[-2000:]
+        dom = run.stdout
     finally:
         server.should_exit = True  # type: ignore[attr-defined]
     assert "Unable to render" not in dom
