@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from plcore.report.schema import Report
 from service.cli import app
+from tests.conftest import require_system_tool, run_chromium
 
 DIGITS = "sklearn:digits?n=12&target=label"
 FAST = ("--budget", "fast", "--validation-steps", "20")
@@ -168,7 +169,9 @@ def test_missing_out_is_a_usage_error() -> None:
 
 
 @pytest.mark.slow
-def test_certify_json_spec_writes_both_reports(spec_file: Path, tmp_path: Path) -> None:
+def test_certify_json_spec_writes_both_reports(
+    spec_file: Path, tmp_path: Path, artifacts_dir: Path
+) -> None:
     out = tmp_path / "out"
     code, stdout, err = _invoke(
         str(spec_file),
@@ -193,10 +196,13 @@ def test_certify_json_spec_writes_both_reports(spec_file: Path, tmp_path: Path) 
         assert plr is not None and plr.learning_rate == 0.05 and plr.convention == "mse"
     assert report.verdict in stdout
     assert "report.html" in stdout
+    _open_in_chromium(out / "report.html", tmp_path, artifacts_dir / "cli-spec-report.png")
 
 
 @pytest.mark.slow
-def test_certify_onnx_model_writes_both_reports(onnx_file: Path, tmp_path: Path) -> None:
+def test_certify_onnx_model_writes_both_reports(
+    onnx_file: Path, tmp_path: Path, artifacts_dir: Path
+) -> None:
     out = tmp_path / "out"
     code, stdout, err = _invoke(str(onnx_file), DIGITS, "--out", str(out), *FAST)
     assert "verdict" in stdout
@@ -204,6 +210,24 @@ def test_certify_onnx_model_writes_both_reports(onnx_file: Path, tmp_path: Path)
     report = _check_reports(out)
     assert report.problem.n_params == 64 * 16 + 16 + 16 + 1
     assert report.problem.n_constraints == 12
+    _open_in_chromium(out / "report.html", tmp_path, artifacts_dir / "cli-onnx-report.png")
+
+
+def _open_in_chromium(page: Path, tmp_path: Path, screenshot: Path) -> None:
+    """The report the CLI wrote opens in a real browser without console errors."""
+    require_system_tool("chromium", "opens the report the CLI wrote")
+    url = page.resolve().as_uri()
+    dom = run_chromium(
+        "--enable-logging=stderr", "--v=0", "--dump-dom", url, profile=tmp_path / "c1"
+    )
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert "badge verdict-" in dom.stdout
+    assert "Uncaught" not in dom.stderr and "ERROR:CONSOLE" not in dom.stderr
+    screenshot.unlink(missing_ok=True)
+    shot = run_chromium(
+        f"--screenshot={screenshot}", "--window-size=1280,3000", url, profile=tmp_path / "c2"
+    )
+    assert shot.returncode == 0 and screenshot.stat().st_size > 10_000, shot.stderr[-2000:]
 
 
 @pytest.mark.slow
