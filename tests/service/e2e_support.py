@@ -309,3 +309,72 @@ def jobs_claimed_in(logs: str, job_id: str) -> int:
 
 def dump(obj: Any) -> str:
     return json.dumps(obj, indent=1, default=str)[:3000]
+
+
+class RedisServer:
+    """A private ``redis-server`` on a loopback port, persisting with an append-only file in
+    ``folder`` (as docker-compose's Redis does), that a test can kill and start again.
+
+    Never the machine's shared Redis: the port is a free one, the data lives in ``folder``.
+    """
+
+    def __init__(self, folder: Path, port: int | None = None) -> None:
+        self.folder, self.port = folder, port or free_port()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.proc: Proc | None = None
+        self.starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> Any:
+        import redis
+
+        return redis.Redis("127.0.0.1", self.port, socket_timeout=3, socket_connect_timeout=3)
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the server (same port, same folder each time) and wait until it answers."""
+        assert self.proc is None or not self.proc.alive(), "redis-server is already running"
+        if self.proc is not None:
+            self.proc.stop()
+        self.starts += 1
+        argv = [
+            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+            "--save", "", "--appendonly", "yes", "--appendfsync", "always",
+            "--dir", str(self.folder), "--protected-mode", "yes",
+        ]  # fmt: skip
+        self.proc = Proc(argv, base_env(), self.folder / f"redis-{self.starts}.log")
+        proc = self.proc
+
+        def answers() -> bool:
+            if not proc.alive():
+                raise AssertionError(f"redis-server exited:\n{proc.log_text()[-2000:]}")
+            return bool(self.client().ping())
+
+        wait_until(answers, timeout=timeout, interval=0.1, what=f"redis-server on {self.port}")
+
+    def kill(self) -> None:
+        """SIGKILL the server (no shutdown save: only what the append-only file holds survives)."""
+        if self.proc is not None:
+            self.proc.kill_group(signal.SIGKILL)
+            with suppress(subprocess.TimeoutExpired):
+                self.proc.popen.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop(grace_s=5.0)
+
+
+@contextmanager
+def private_redis(folder: Path) -> Iterator[RedisServer]:
+    """A started :class:`RedisServer` in ``folder``; killed, and ``folder`` removed, on exit."""
+    import shutil
+
+    server = RedisServer(folder)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
