@@ -5,6 +5,12 @@ Reliability settings (see PITFALLS.md, "Celery"):
 - ``task_acks_late`` + ``task_reject_on_worker_lost``: a message is acknowledged only after the
   task returned, so a worker that dies mid-job hands the message back (Redis), and
   ``worker_prefetch_multiplier = 1`` keeps a busy worker from hoarding queued jobs.
+- A running job is NOT cancelled when the broker connection drops
+  (``worker_cancel_long_running_tasks_on_connection_loss = False``, unlike Celery's advice): the
+  job needs only the job store, so it finishes and writes its result; its late ack is lost with
+  the old connection, and the message, once redelivered, finds the job finished (the claim is a
+  CAS). Cancelling would rerun every running job after each broker restart, spending an attempt
+  of ``PLCERT_MAX_ATTEMPTS`` each time.
 - Soft and hard time limits from the settings; the Redis ``visibility_timeout`` is kept well above
   the hard limit, or Redis would hand a long job to a second worker while the first still runs.
 - No result backend: job state lives in the job store (``service.store.jobs``), written
@@ -96,7 +102,7 @@ def make_celery(settings: Settings, *, create_dirs: bool = True) -> Celery:
         task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=True,
         worker_prefetch_multiplier=1,
-        worker_cancel_long_running_tasks_on_connection_loss=True,
+        worker_cancel_long_running_tasks_on_connection_loss=False,  # see the docstring
         task_soft_time_limit=float(settings.job_time_limit_s),
         task_time_limit=float(settings.job_hard_time_limit_s),
         task_default_queue=cpu,

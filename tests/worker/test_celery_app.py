@@ -12,7 +12,8 @@ def test_long_job_settings_ack_late_and_prefetch_one(tmp_path: Path) -> None:
     conf = make_celery(load_settings(data_dir=tmp_path)).conf
     assert conf.task_acks_late and conf.task_reject_on_worker_lost
     assert conf.worker_prefetch_multiplier == 1
-    assert conf.worker_cancel_long_running_tasks_on_connection_loss
+    # A broker restart must not kill running jobs (the job store's CAS makes redelivery safe).
+    assert conf.worker_cancel_long_running_tasks_on_connection_loss is False
     assert conf.task_ignore_result and conf.result_backend is None
     assert conf.accept_content == ["json"] and conf.task_serializer == "json"
     assert conf.task_default_queue == "cpu"
