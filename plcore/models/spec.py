@@ -81,9 +81,9 @@ ActivationName = Literal[
 Parameterization = Literal["ntk", "standard"]
 NONSMOOTH_ACTIVATIONS: Final = frozenset({"relu"})
 
-_Width = Annotated[int, Field(ge=1, le=MAX_WIDTH)]
-_Small = Annotated[int, Field(ge=1, le=64)]
-_SmallOrZero = Annotated[int, Field(ge=0, le=64)]
+_Width = Annotated[int, Field(ge=1, le=MAX_WIDTH, strict=True)]
+_Small = Annotated[int, Field(ge=1, le=64, strict=True)]
+_SmallOrZero = Annotated[int, Field(ge=0, le=64, strict=True)]
 
 
 def _int_to_pair(value: Any) -> Any:
@@ -98,7 +98,9 @@ _PairOrZero = Annotated[
     tuple[_SmallOrZero, _SmallOrZero],
     BeforeValidator(_int_to_pair, json_schema_input_type=int | tuple[int, int]),
 ]
-_Seed = Annotated[int, Field(ge=0, lt=2**63, description="Seed of the torch.Generator.")]
+_Seed = Annotated[
+    int, Field(ge=0, lt=2**63, strict=True, description="Seed of the torch.Generator.")
+]
 _WeightStd = Annotated[
     float, Field(gt=0, allow_inf_nan=False, description="sigma_w of the NTK parameterization.")
 ]
@@ -149,7 +151,7 @@ class Conv2dLayer(_Strict):
     """2-D convolution on an (n, C, H, W) input (no dilation, no groups)."""
 
     type: Literal["conv2d"]
-    out_channels: Annotated[int, Field(ge=1, le=100_000)]
+    out_channels: Annotated[int, Field(ge=1, le=100_000, strict=True)]
     kernel_size: _Pair = Field(description="An int or [kh, kw].")
     stride: _Pair = (1, 1)
     padding: _PairOrZero = (0, 0)
@@ -216,7 +218,7 @@ class LayersSpec(_Strict):
     """A general layer list (see module docstring)."""
 
     type: Literal["layers"]
-    input_shape: list[Annotated[int, Field(ge=1, le=10_000_000)]] = Field(
+    input_shape: list[Annotated[int, Field(ge=1, le=10_000_000, strict=True)]] = Field(
         description="Shape of one sample: [d] or [C, H, W]."
     )
     output_dim: _Width

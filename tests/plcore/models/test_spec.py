@@ -465,3 +465,19 @@ def test_model_spec_works_as_a_field_of_an_api_body() -> None:
     assert load_spec_model(body.model_spec).n_params == 26
     with pytest.raises(ValidationError, match=r"widths\.0"):
         Body.model_validate({"model_spec": mlp(widths=[0])})
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"input_dim": "8"}, r"input_dim: Input should be a valid integer \(got '8'\)"),
+        ({"widths": [True]}, r"widths\.0: Input should be a valid integer \(got True\)"),
+        ({"seed": 1.5}, r"seed: Input should be a valid integer \(got 1\.5\)"),
+    ],
+)
+def test_integers_are_not_coerced_from_strings_booleans_or_fractions(
+    override: dict[str, object], message: str
+) -> None:
+    spec = {"type": "mlp", "input_dim": 8, "widths": [4], "output_dim": 1, **override}
+    with pytest.raises(ModelSpecError, match=message):
+        load_spec_model(spec)
