@@ -84,6 +84,11 @@ class Settings(BaseSettings):
         600.0, gt=0, description="A queued job older than this with no claim is re-sent."
     )
     max_attempts: int = Field(3, ge=1, description="Claims of one job before it is failed.")
+    idempotency_ttl_s: float = Field(
+        86400.0,
+        gt=0,
+        description="How long an Idempotency-Key holds; a replay after it creates a new job.",
+    )
     queue_cpu: str = Field("cpu", min_length=1)
     queue_gpu: str = Field("gpu", min_length=1)
     host: str = Field("127.0.0.1", description="Address the API binds to.")

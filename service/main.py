@@ -83,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the API app: migrates the job store, mounts routes, docs, metrics and handlers."""
     settings = settings or get_settings()
     settings.ensure_dirs()
-    store = JobStore(settings.resolved_database_url)
+    store = JobStore(settings.resolved_database_url, idempotency_ttl_s=settings.idempotency_ttl_s)
     store.migrate()
     metrics = Metrics(store)
 

@@ -15,6 +15,10 @@ A worker that lost its lease (another worker re-claimed the job, so ``attempt`` 
 ``False`` from :meth:`JobStore.heartbeat` and :meth:`JobStore.finish` and must drop its result.
 Deleted jobs are kept as tombstones (``deleted_at``) so that a late worker cannot resurrect them;
 no read path returns them.
+
+An Idempotency-Key holds for ``idempotency_ttl_s`` seconds (``PLCERT_IDEMPOTENCY_TTL_S``): an
+older record counts as absent, so a replay after the TTL creates a new job, and a tenant's
+expired records are deleted whenever that tenant stores a new one.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -59,6 +64,8 @@ from service.store.records import (
 )
 
 __all__ = [
+    "DEFAULT_IDEMPOTENCY_TTL_S",
+    "ApiKeyRecord",
     "FinalStatus",
     "HeartbeatResult",
     "IdempotencyConflict",
@@ -74,12 +81,46 @@ __all__ = [
 ]
 
 
+DEFAULT_IDEMPOTENCY_TTL_S = 86400.0
+"""How long an Idempotency-Key holds unless configured (the default of PLCERT_IDEMPOTENCY_TTL_S)."""
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    """A stored API key: only its SHA-256 hex is kept, never the key.
+
+    ``key_id`` is the first :attr:`ID_LENGTH` hex digits of the hash (what ``plcert keys``
+    shows and accepts); ``revoked_at`` is None while the key is active.
+    """
+
+    ID_LENGTH = 12
+
+    key_sha256: str
+    tenant: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @property
+    def key_id(self) -> str:
+        """The short, non-secret name of the key (a prefix of its hash)."""
+        return self.key_sha256[: self.ID_LENGTH]
+
+
 class JobStore:
     """Jobs, idempotency keys and API keys in one SQL database (see the module docstring)."""
 
-    def __init__(self, database_url: str, *, echo: bool = False) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        echo: bool = False,
+        idempotency_ttl_s: float = DEFAULT_IDEMPOTENCY_TTL_S,
+    ) -> None:
+        if not idempotency_ttl_s > 0:
+            raise ValueError(f"idempotency_ttl_s must be > 0, got {idempotency_ttl_s!r}")
         self.url = database_url
         self.engine: Engine = make_engine(database_url, echo=echo)
+        self.idempotency_ttl_s = float(idempotency_ttl_s)
         self._migrate_lock = threading.Lock()
 
     # ----- schema -------------------------------------------------------------------------
@@ -154,13 +195,25 @@ class JobStore:
         got = conn.execute(select(jobs).where(jobs.c.id == row["id"])).mappings().one()
         return record_from_row(got)
 
-    def find_idempotent(self, *, tenant: str, key: str) -> tuple[str, JobRecord] | None:
-        """(body_sha256, job) stored for this tenant's Idempotency-Key, or None."""
+    def _idempotency_cutoff(self, now: datetime | None) -> datetime:
+        """Records created before this instant have expired."""
+        return (now or utcnow()) - timedelta(seconds=self.idempotency_ttl_s)
+
+    def find_idempotent(
+        self, *, tenant: str, key: str, now: datetime | None = None
+    ) -> tuple[str, JobRecord] | None:
+        """(body_sha256, job) stored for this tenant's Idempotency-Key, or None.
+
+        A record older than ``idempotency_ttl_s`` at ``now`` (default: the current time) is
+        treated as absent.
+        """
         with self._read() as conn:
             row = (
                 conn.execute(
                     select(idempotency.c.body_sha256, idempotency.c.job_id).where(
-                        idempotency.c.tenant == tenant, idempotency.c.key == key
+                        idempotency.c.tenant == tenant,
+                        idempotency.c.key == key,
+                        idempotency.c.created_at >= self._idempotency_cutoff(now),
                     )
                 )
                 .mappings()
@@ -172,17 +225,27 @@ class JobStore:
         return (row["body_sha256"], record_from_row(job)) if job is not None else None
 
     def create_job_idempotent(
-        self, *, idempotency_key: str, body_sha256: str, **job: Any
+        self,
+        *,
+        idempotency_key: str,
+        body_sha256: str,
+        now: datetime | None = None,
+        **job: Any,
     ) -> tuple[JobRecord, bool]:
-        """Create a job once per (tenant, Idempotency-Key).
+        """Create a job once per (tenant, Idempotency-Key) within ``idempotency_ttl_s``.
 
         Returns ``(job, created)``: the new job and True, or the job created earlier with this
         key and the same body hash and False. Raises :class:`IdempotencyConflict` when the key
         was used with another body. Two concurrent requests with one key create one job.
+
+        The key's record is stamped ``now`` (default: the current time). Storing it first
+        deletes the tenant's records older than the TTL, the expired one of this key included
+        (which frees the key for the new job).
         """
         tenant = job["tenant"]
         for _ in range(3):
-            found = self.find_idempotent(tenant=tenant, key=idempotency_key)
+            stamp = now or utcnow()
+            found = self.find_idempotent(tenant=tenant, key=idempotency_key, now=stamp)
             if found is not None:
                 stored_hash, existing = found
                 if stored_hash != body_sha256:
@@ -190,6 +253,12 @@ class JobStore:
                 return existing, False
             try:
                 with self._write() as conn:
+                    conn.execute(
+                        delete(idempotency).where(
+                            idempotency.c.tenant == tenant,
+                            idempotency.c.created_at < self._idempotency_cutoff(stamp),
+                        )
+                    )
                     record = self._insert_job(conn, **job)
                     conn.execute(
                         insert(idempotency).values(
@@ -197,7 +266,7 @@ class JobStore:
                             key=idempotency_key,
                             body_sha256=body_sha256,
                             job_id=record.id,
-                            created_at=record.created_at,
+                            created_at=stamp,
                         )
                     )
                 return record, True
@@ -566,6 +635,26 @@ class JobStore:
                     api_keys.c.key_sha256 == key_sha256, api_keys.c.revoked_at.is_(None)
                 )
             ).scalar_one_or_none()
+
+    def list_api_keys(self, *, include_revoked: bool = True) -> list[ApiKeyRecord]:
+        """Every stored key (hash, tenant, dates), oldest first."""
+        q = select(api_keys).order_by(api_keys.c.created_at, api_keys.c.key_sha256)
+        if not include_revoked:
+            q = q.where(api_keys.c.revoked_at.is_(None))
+        with self._read() as conn:
+            return [ApiKeyRecord(**r) for r in conn.execute(q).mappings()]
+
+    def find_api_keys(self, hash_prefix: str) -> list[ApiKeyRecord]:
+        """The stored keys whose SHA-256 hex starts with ``hash_prefix`` (lowercase hex)."""
+        if not hash_prefix or any(c not in "0123456789abcdef" for c in hash_prefix):
+            raise ValueError(f"hash prefix must be lowercase hex digits, got {hash_prefix!r}")
+        q = (
+            select(api_keys)
+            .where(api_keys.c.key_sha256.startswith(hash_prefix))
+            .order_by(api_keys.c.created_at, api_keys.c.key_sha256)
+        )
+        with self._read() as conn:
+            return [ApiKeyRecord(**r) for r in conn.execute(q).mappings()]
 
     def has_api_keys(self) -> bool:
         """True if at least one active key is stored."""
