@@ -221,12 +221,15 @@ def auth_mode_message(settings: Settings) -> str:
     return "no API keys configured: binding to 127.0.0.1 only"
 
 
-def check_bind_host(settings: Settings, host: str) -> None:
+def check_bind_host(settings: Settings, host: str, *, stored_keys: bool = False) -> None:
     """Refuse to serve on ``host`` without authentication unless it is a loopback address.
 
     ``plcert serve --host`` calls this (the host flag may differ from ``PLCERT_HOST``) and logs
-    :func:`auth_mode_message`.
+    :func:`auth_mode_message`. ``stored_keys``: the job store holds keys (``plcert keys``).
     """
+    if stored_keys and not settings.auth_enabled:
+        logging.getLogger("plcert.service").info("API key authentication on (keys in the store)")
+        return
     if not settings.auth_enabled and not is_loopback(host):
         raise ConfigError(
             f"refusing to bind {host!r} with no API keys configured: set "

@@ -52,15 +52,14 @@ def serve(
     settings = _settings_or_exit()
     assert isinstance(settings, Settings)
     configure_logging(log_level.upper(), json_lines=settings.log_json)
-    try:
-        check_bind_host(settings, host)
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_BAD_USAGE) from None
-
     settings.ensure_dirs()
     store = JobStore(settings.resolved_database_url)
     store.migrate()
+    try:
+        check_bind_host(settings, host, stored_keys=store.has_api_keys())
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_USAGE) from None
     typer.echo(
         f"plcert: data in {settings.data_dir}, job store {_redact(settings.resolved_database_url)}"
         f", broker {_redact(settings.broker_url)}",

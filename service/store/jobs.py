@@ -657,9 +657,11 @@ class JobStore:
             return [ApiKeyRecord(**r) for r in conn.execute(q).mappings()]
 
     def has_api_keys(self) -> bool:
-        """True if at least one active key is stored."""
+        """True if any key was ever stored, revoked ones included.
+
+        Authentication stays on once a key exists: revoking the last key locks the API (fail
+        closed) instead of silently opening it to anonymous callers.
+        """
         with self._read() as conn:
-            n = conn.execute(
-                select(func.count()).select_from(api_keys).where(api_keys.c.revoked_at.is_(None))
-            ).scalar_one()
+            n = conn.execute(select(func.count()).select_from(api_keys)).scalar_one()
         return bool(n)

@@ -171,3 +171,13 @@ def test_created_key_authenticates_and_revoked_key_gets_401(
     body = assert_problem(client.get("/v1/certifications", headers={"X-API-Key": key}), 401)
     assert body["detail"] == "invalid API key"
     assert client.get("/v1/certifications", headers={"X-API-Key": other}).status_code == 200
+
+
+def test_revoking_the_last_key_locks_the_api_instead_of_opening_it(
+    data_dir: Path, make_client: AppFactory
+) -> None:
+    key = created_key("acme")
+    _, client, _ = make_client()
+    assert keys("revoke", hash_api_key(key)[:12]).exit_code == 0
+    assert_problem(client.get("/v1/certifications"), 401)
+    assert_problem(client.get("/v1/certifications", headers={"X-API-Key": key}), 401)

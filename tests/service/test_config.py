@@ -82,6 +82,7 @@ def test_check_bind_host_and_auth_message(tmp_path: Path) -> None:
     check_bind_host(s, "127.0.0.1")
     with pytest.raises(ConfigError, match=r"refusing to bind '10\.0\.0\.5'"):
         check_bind_host(s, "10.0.0.5")
+    check_bind_host(s, "10.0.0.5", stored_keys=True)  # keys made with `plcert keys create`
 
 
 @pytest.mark.parametrize(

@@ -308,6 +308,8 @@ def test_api_keys_are_found_by_hash_until_revoked(store: JobStore) -> None:
     assert store.has_api_keys() and store.tenant_for_key("f" * 64) == "acme"
     assert store.revoke_api_key("f" * 64)
     assert store.tenant_for_key("f" * 64) is None
+    # fail closed: with every key revoked, authentication stays on
+    assert store.has_api_keys()
 
 
 def test_migrations_run_twice_and_match_the_table_metadata(store_url: str) -> None:
