@@ -22,8 +22,8 @@ run: $(STAMP)
 	$(VENV)/bin/plcert serve --host 127.0.0.1 --port 8000
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check plcore service worker tests bench
-	$(VENV)/bin/ruff format --check plcore service worker tests bench
+	$(VENV)/bin/ruff check plcore service worker tests bench examples
+	$(VENV)/bin/ruff format --check plcore service worker tests bench examples
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

@@ -1,6 +1,6 @@
 """Regenerate the example files of the README tour (deterministic; run from the repo root).
 
-    python examples/make_examples.py
+python examples/make_examples.py
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from plcore.models.layers import Activation, Bias, Conv2d, Dense, Scale
 
 if TYPE_CHECKING:
-    from plcore.models.spec import AnySpec
+    from plcore.models.spec_schema import AnySpec
 
 _F64 = torch.float64
 
@@ -198,7 +198,7 @@ def _build_layer(
 def _build_list(
     items: list[Any], shape: tuple[int, ...], path: str, init: _Init
 ) -> tuple[nn.Sequential, tuple[int, ...]]:
-    from plcore.models.spec import MAX_VALUES_PER_SAMPLE
+    from plcore.models.spec_schema import MAX_VALUES_PER_SAMPLE
 
     modules: list[nn.Module] = []
     for i, item in enumerate(items):

@@ -2,25 +2,27 @@
 
 Every figure is drawn on a :class:`matplotlib.figure.Figure` with the Agg canvas attached
 explicitly, so nothing touches pyplot's global state or the process-wide backend. Each function
-returns ``None`` when the report lacks the data the figure needs.
+returns ``None`` when the report lacks the data the figure needs. The shared figure and PNG helpers
+are in :mod:`plcore.report.plots_base`.
 """
 
 from __future__ import annotations
 
-import base64
-import io
-import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import TypeGuard
+from collections.abc import Sequence
 
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-
+from plcore.report.plots_base import (
+    Plot,
+    closes_at_init,
+    finite,
+    fmt_short,
+    new_axes,
+    positive,
+    positive_series,
+    recorded_steps,
+    spans,
+    to_data_uri,
+)
 from plcore.report.schema import Report
-
-_WIDTH_IN, _HEIGHT_IN, _DPI = 6.4, 3.6, 110
 
 _MARKERS: dict[str, str] = {
     "center": "*",
@@ -29,61 +31,6 @@ _MARKERS: dict[str, str] = {
     "ascent_hessian": "^",
     "descent_lambda": "v",
 }
-
-
-@dataclass(frozen=True)
-class Plot:
-    """One figure: a PNG data URI plus the text that goes with it."""
-
-    key: str
-    title: str
-    caption: str
-    data_uri: str
-
-
-def _finite(x: float | None) -> TypeGuard[float]:
-    return x is not None and math.isfinite(x)
-
-
-def _positive(x: float | None) -> TypeGuard[float]:
-    return x is not None and math.isfinite(x) and x > 0
-
-
-def _new_axes() -> tuple[Figure, Axes]:
-    fig = Figure(figsize=(_WIDTH_IN, _HEIGHT_IN), dpi=_DPI, layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    ax.grid(True, which="major", alpha=0.3)
-    return fig, ax
-
-
-def _to_data_uri(fig: Figure) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=_DPI, metadata={"Software": None})
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _positive_series(ts: Iterable[int], ys: Iterable[float]) -> tuple[list[int], list[float]]:
-    """Keep the points a log axis can show (finite and > 0)."""
-    pairs = [(t, y) for t, y in zip(ts, ys, strict=False) if _positive(y)]
-    return [t for t, _ in pairs], [y for _, y in pairs]
-
-
-def _n(x: float | None) -> str:
-    return f"{x:.4g}" if _finite(x) else "n/a"
-
-
-def closes_at_init(report: Report) -> bool:
-    """Whether the certificate closes at w0 itself (so the rate 1 - eta mu holds from step 0)."""
-    if report.at_init is not None:
-        return report.at_init.closes
-    return report.constants.radius_closes
-
-
-def recorded_steps(steps: Sequence[int], n: int) -> list[int]:
-    """Step index of each of the n stored points: ``validation.recorded_steps`` when it matches
-    (long runs are downsampled), else 0..n-1."""
-    return list(steps) if len(steps) == n else list(range(n))
 
 
 def loss_plot(report: Report) -> Plot | None:
@@ -98,26 +45,26 @@ def loss_plot(report: Report) -> Plot | None:
     if v is None or not v.losses:
         return None
     steps = recorded_steps(v.recorded_steps, len(v.losses))
-    ts, ls = _positive_series(steps, v.losses)
+    ts, ls = positive_series(steps, v.losses)
     if not ts:
         return None
-    fig, ax = _new_axes()
+    fig, ax = new_axes()
     ax.set_yscale("log")
     ax.plot(ts, ls, color="#1f5fa8", lw=1.8, label="GD loss $L_t$ (checking run)")
     L0 = v.losses[0]
     rate = report.gd.rate
     floor = min(ls) * 1e-2
     at_w0 = closes_at_init(report)
-    if at_w0 and _positive(L0) and _finite(rate) and 0 < rate <= 1:
-        bt, bl = _positive_series(steps, (L0 * rate**t for t in steps))
+    if at_w0 and positive(L0) and finite(rate) and 0 < rate <= 1:
+        bt, bl = positive_series(steps, (L0 * rate**t for t in steps))
         bl = [max(b, floor) for b in bl]
         ax.plot(bt, bl, "--", color="#c0392b", lw=1.4, label=r"bound $(1-\eta\mu)^t L_0$")
     t_star = report.path.certified_from_step
     prate = report.path.rate
     L_star = _loss_at(report, steps, t_star)
-    if t_star is not None and L_star is not None and _finite(prate) and 0 < prate <= 1:
+    if t_star is not None and L_star is not None and finite(prate) and 0 < prate <= 1:
         after = [t for t in steps if t >= t_star] or [t_star]
-        pt, pl = _positive_series(after, (L_star * prate ** (t - t_star) for t in after))
+        pt, pl = positive_series(after, (L_star * prate ** (t - t_star) for t in after))
         pl = [max(b, floor) for b in pl]
         ax.plot(pt, pl, ":", color="#8e44ad", lw=1.8, label=f"path bound from $t^*={t_star}$")
     switch = v.step_size_switched_at
@@ -129,18 +76,18 @@ def loss_plot(report: Report) -> Plot | None:
             lw=0.9,
             ls="--",
             alpha=0.7,
-            label=f"step size switched at t={switch}" + (f" (η={eta:.4g})" if _finite(eta) else ""),
+            label=f"step size switched at t={switch}" + (f" (η={eta:.4g})" if finite(eta) else ""),
         )
     elif t_star is not None and t_star > 0:
         ax.axvline(t_star, color="#8e44ad", lw=0.8, alpha=0.6)
     if v.sgd_losses:
         sgd_steps = recorded_steps(v.recorded_steps, len(v.sgd_losses))
-        st, sl = _positive_series(sgd_steps, v.sgd_losses)
+        st, sl = positive_series(sgd_steps, v.sgd_losses)
         if st:
             ax.plot(st, sl, color="#27ae60", lw=1.0, alpha=0.8, label=f"SGD (s={v.sgd_batch_size})")
     target = report.gd.target_loss
     off_chart = ""
-    if _positive(target):
+    if positive(target):
         if target >= min(ls) * 1e-2:
             ax.axhline(target, color="#7f8c8d", lw=0.8, ls="-.", label="target loss")
         else:
@@ -150,7 +97,7 @@ def loss_plot(report: Report) -> Plot | None:
     ax.set_ylabel("loss L (½ sum of squares)")
     ax.legend(loc="best", fontsize=8)
     parts = ["Loss of the checking GD run (log scale)"]
-    if at_w0 and _finite(rate):
+    if at_w0 and finite(rate):
         parts.append(" against the certified linear rate from w₀")
     if t_star is not None and t_star > 0:
         parts.append(
@@ -165,11 +112,11 @@ def loss_plot(report: Report) -> Plot | None:
     if switch is not None:
         caption += (
             f" From step {switch} on, the run used the path certificate's step size"
-            + (f" η = {v.step_size_after_switch:.4g}" if _finite(v.step_size_after_switch) else "")
-            + f" instead of η = {_n(v.step_size)}."
+            + (f" η = {v.step_size_after_switch:.4g}" if finite(v.step_size_after_switch) else "")
+            + f" instead of η = {fmt_short(v.step_size)}."
         )
     caption += off_chart
-    return Plot("loss", "Loss against the bound", caption, _to_data_uri(fig))
+    return Plot("loss", "Loss against the bound", caption, to_data_uri(fig))
 
 
 def _loss_at(report: Report, steps: Sequence[int], t_star: int | None) -> float | None:
@@ -178,10 +125,10 @@ def _loss_at(report: Report, steps: Sequence[int], t_star: int | None) -> float 
     if t_star is None or v is None or t_star < 0:
         return None
     r = report.path.residual_at_step
-    if _positive(r):
+    if positive(r):
         return 0.5 * r * r
     before = [(t, L) for t, L in zip(steps, v.losses, strict=False) if t <= t_star]
-    if not before or not _positive(before[-1][1]):
+    if not before or not positive(before[-1][1]):
         return None
     return before[-1][1]
 
@@ -192,7 +139,7 @@ def spectrum_plot(report: Report) -> Plot | None:
     Non-positive eigenvalues (rank deficiency, N > m) cannot be shown on a log axis; they are
     drawn at a floor of 1e-16 lambda_max and counted in the caption.
     """
-    ev = [e for e in report.initial.spectrum if _finite(e)]
+    ev = [e for e in report.initial.spectrum if finite(e)]
     if not ev:
         return None
     ev.sort()
@@ -202,7 +149,7 @@ def spectrum_plot(report: Report) -> Plot | None:
     floor = top * 1e-16
     shown = [max(e, floor) for e in ev]
     n_nonpos = sum(1 for e in ev if e <= floor)
-    fig, ax = _new_axes()
+    fig, ax = new_axes()
     ax.set_yscale("log")
     idx = list(range(1, len(shown) + 1))
     ax.plot(idx, shown, ".", ms=3 if len(shown) > 200 else 5, color="#1f5fa8")
@@ -212,7 +159,7 @@ def spectrum_plot(report: Report) -> Plot | None:
     caption = f"Spectrum of the tangent kernel at initialisation ({len(ev)} eigenvalues)."
     if n_nonpos:
         caption += f" {n_nonpos} eigenvalue(s) at or below 1e-16·λ_max are drawn at that floor."
-    return Plot("spectrum", "Tangent-kernel spectrum", caption, _to_data_uri(fig))
+    return Plot("spectrum", "Tangent-kernel spectrum", caption, to_data_uri(fig))
 
 
 def probes_plot(report: Report) -> Plot | None:
@@ -221,10 +168,10 @@ def probes_plot(report: Report) -> Plot | None:
     The sampled minimum is an upper estimate of mu = inf_B lambda_min(K); the proven lower bound
     (when known) is drawn beside it.
     """
-    pts = [p for p in report.probes if _finite(p.distance) and _finite(p.lambda_min)]
+    pts = [p for p in report.probes if finite(p.distance) and finite(p.lambda_min)]
     if not pts:
         return None
-    fig, ax = _new_axes()
+    fig, ax = new_axes()
     values = [p.lambda_min for p in pts]
     use_log = min(values) > 0 and max(values) / min(values) > 50
     if use_log:
@@ -243,12 +190,12 @@ def probes_plot(report: Report) -> Plot | None:
             label=source.replace("_", " "),
         )
     mu = report.constants.mu
-    if _finite(mu.estimate) and (not use_log or _positive(mu.estimate)):
+    if finite(mu.estimate) and (not use_log or positive(mu.estimate)):
         ax.axhline(mu.estimate, color="#e67e22", lw=1.0, ls="--", label="μ estimate")
-    if _finite(mu.lower_bound) and (not use_log or _positive(mu.lower_bound)):
+    if finite(mu.lower_bound) and (not use_log or positive(mu.lower_bound)):
         ax.axhline(mu.lower_bound, color="#c0392b", lw=1.0, ls="-", label="μ lower bound")
     rho = report.constants.search_radius
-    if _positive(rho):
+    if positive(rho):
         ax.axvline(rho, color="#7f8c8d", lw=0.8, ls=":", label="search radius ρ")
     ax.set_xlabel(r"distance $\|w - w_0\|$")
     ax.set_ylabel(r"$\lambda_{\min}(K(w))$")
@@ -257,7 +204,7 @@ def probes_plot(report: Report) -> Plot | None:
         f"Smallest kernel eigenvalue at {len(pts)} probed points, by how they were found; "
         "the sampled minimum is an upper estimate of μ."
     )
-    return Plot("probes", "λ_min along the probes", caption, _to_data_uri(fig))
+    return Plot("probes", "λ_min along the probes", caption, to_data_uri(fig))
 
 
 def distance_plot(report: Report) -> Plot | None:
@@ -271,10 +218,10 @@ def distance_plot(report: Report) -> Plot | None:
         return None
     ds: Sequence[float] = v.distances
     steps = recorded_steps(v.recorded_steps, len(ds))
-    pairs = [(t, d) for t, d in zip(steps, ds, strict=True) if _finite(d)]
+    pairs = [(t, d) for t, d in zip(steps, ds, strict=True) if finite(d)]
     if not pairs:
         return None
-    fig, ax = _new_axes()
+    fig, ax = new_axes()
     ax.plot(
         [t for t, _ in pairs], [d for _, d in pairs], color="#1f5fa8", lw=1.8, label="‖w_t − w_0‖"
     )
@@ -284,7 +231,7 @@ def distance_plot(report: Report) -> Plot | None:
         (report.constants.radius, "radius R (at w₀)", ("#c0392b", 1.2, "--")),
         (report.constants.search_radius, "search radius ρ", ("#7f8c8d", 0.8, ":")),
     ):
-        if not _positive(value):
+        if not positive(value):
             continue
         if top > 0 and value > 20 * top:
             # Far above the run: drawing it would flatten the curve; say so instead.
@@ -295,7 +242,7 @@ def distance_plot(report: Report) -> Plot | None:
     t_star = report.path.certified_from_step
     pr = report.path.radius
     at_star = dict(pairs).get(t_star) if t_star is not None else None
-    if _positive(pr) and t_star is not None and at_star is not None:
+    if positive(pr) and t_star is not None and at_star is not None:
         # Drawn only when w_t* itself was stored: the bound needs ||w_t* - w0|| exactly.
         ax.hlines(
             at_star + pr,
@@ -315,7 +262,7 @@ def distance_plot(report: Report) -> Plot | None:
         else "; R is not certified here (the certificate does not close at w₀)."
     )
     rho = report.constants.search_radius
-    left = [t for t, d in pairs if _positive(rho) and d > rho]
+    left = [t for t, d in pairs if positive(rho) and d > rho]
     if left:
         caption += (
             f" The run leaves the ball B(w₀, ρ) the constants were measured on at step {left[0]}."
@@ -323,24 +270,7 @@ def distance_plot(report: Report) -> Plot | None:
     if off_chart:
         caption += " Off the chart (more than 20 times the distance travelled): "
         caption += ", ".join(off_chart) + "."
-    return Plot("distance", "Distance travelled against R", caption, _to_data_uri(fig))
-
-
-def _spans(steps: Sequence[int], inside: Sequence[bool]) -> list[tuple[int, int]]:
-    """Maximal [first, last] step ranges where ``inside`` holds."""
-    out: list[tuple[int, int]] = []
-    start: int | None = None
-    prev = 0
-    for t, ok in zip(steps, inside, strict=True):
-        if ok and start is None:
-            start = t
-        if not ok and start is not None:
-            out.append((start, prev))
-            start = None
-        prev = t
-    if start is not None:
-        out.append((start, prev))
-    return out
+    return Plot("distance", "Distance travelled against R", caption, to_data_uri(fig))
 
 
 def pl_ratio_plot(report: Report) -> Plot | None:
@@ -357,23 +287,23 @@ def pl_ratio_plot(report: Report) -> Plot | None:
     if v is None or not v.pl_ratios:
         return None
     steps = recorded_steps(v.recorded_steps, len(v.pl_ratios))
-    pairs = [(t, q) for t, q in zip(steps, v.pl_ratios, strict=True) if _positive(q)]
+    pairs = [(t, q) for t, q in zip(steps, v.pl_ratios, strict=True) if positive(q)]
     if not pairs:
         return None
-    fig, ax = _new_axes()
+    fig, ax = new_axes()
     ts, qs = [t for t, _ in pairs], [q for _, q in pairs]
     mu = report.constants.mu
-    levels = [x for x in (mu.estimate, mu.lower_bound, report.path.mu) if _positive(x)]
+    levels = [x for x in (mu.estimate, mu.lower_bound, report.path.mu) if positive(x)]
     lo, hi = min(qs + levels), max(qs + levels)
     if hi / lo > 50:
         ax.set_yscale("log")
     rho = report.constants.search_radius
     dists = v.distances if len(v.distances) == len(v.pl_ratios) else []
     inside_at: dict[int, bool] = {}
-    if _positive(rho) and dists:
-        flags = [_finite(d) and d <= rho for d in dists]
+    if positive(rho) and dists:
+        flags = [finite(d) and d <= rho for d in dists]
         inside_at = dict(zip(steps, flags, strict=True))
-        for a, b in _spans(steps, flags):
+        for a, b in spans(steps, flags):
             ax.axvspan(a, max(b, a + 0.5), color="#d5f5e3", alpha=0.8, lw=0)
     ax.plot(ts, qs, color="#1f5fa8", lw=1.6, label=r"observed $\|\nabla L\|^2 / (2L)$")
     in_pts = [(t, q) for t, q in pairs if inside_at.get(t)]
@@ -387,11 +317,11 @@ def pl_ratio_plot(report: Report) -> Plot | None:
             zorder=3,
             label=f"inside the ball ‖w − w₀‖ ≤ ρ = {rho:.4g}",
         )
-    if _finite(mu.estimate) and mu.estimate > 0:
+    if finite(mu.estimate) and mu.estimate > 0:
         ax.axhline(
             mu.estimate, color="#e67e22", lw=1.2, ls="--", label="μ estimate (sampled, on the ball)"
         )
-    if _finite(mu.lower_bound) and mu.lower_bound > 0:
+    if finite(mu.lower_bound) and mu.lower_bound > 0:
         ax.axhline(
             mu.lower_bound,
             color="#c0392b",
@@ -400,15 +330,15 @@ def pl_ratio_plot(report: Report) -> Plot | None:
             label="μ lower bound (proven, on the ball)",
         )
     t_star, pmu = report.path.certified_from_step, report.path.mu
-    if t_star is not None and t_star > 0 and _positive(pmu):
+    if t_star is not None and t_star > 0 and positive(pmu):
         ax.hlines(
             pmu, t_star, ts[-1], color="#8e44ad", lw=1.4, ls="-.", label=f"μ from t* = {t_star}"
         )
     below_est = [
-        t for t, q in pairs if inside_at.get(t) and _finite(mu.estimate) and q < mu.estimate
+        t for t, q in pairs if inside_at.get(t) and finite(mu.estimate) and q < mu.estimate
     ]
     below_lb = [
-        t for t, q in pairs if inside_at.get(t) and _finite(mu.lower_bound) and q < mu.lower_bound
+        t for t, q in pairs if inside_at.get(t) and finite(mu.lower_bound) and q < mu.lower_bound
     ]
     if below_est:
         ax.scatter(
@@ -447,11 +377,11 @@ def pl_ratio_plot(report: Report) -> Plot | None:
         caption += (
             f" Inside the ball ({n_in} stored step{'s' if n_in != 1 else ''}) the smallest "
             f"ratio is {inside_min:.4g}, "
-            f"above μ = {_n(mu.estimate)}: consistent with the certificate."
+            f"above μ = {fmt_short(mu.estimate)}: consistent with the certificate."
         )
-    if t_star is not None and t_star > 0 and _positive(pmu):
+    if t_star is not None and t_star > 0 and positive(pmu):
         caption += f" From t* = {t_star} the path certificate's μ = {pmu:.4g} applies."
-    return Plot("pl-ratio", "Observed PL ratio against μ", caption, _to_data_uri(fig))
+    return Plot("pl-ratio", "Observed PL ratio against μ", caption, to_data_uri(fig))
 
 
 def all_plots(report: Report) -> list[Plot]:

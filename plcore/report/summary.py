@@ -7,7 +7,7 @@ import math
 from rich.table import Table
 from rich.text import Text
 
-from plcore.report.plots import closes_at_init
+from plcore.report.plots_base import closes_at_init
 from plcore.report.schema import Report
 
 _VERDICT_STYLE = {

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from plcore.report.html import NA, fmt_number, fmt_rate, meaning_sentences, render_html
+from plcore.report.html import render_html
+from plcore.report.html_text import NA, fmt_number, fmt_rate, meaning_sentences
 from plcore.report.schema import InitClosure, Report
 from tests.conftest import require_system_tool, run_chromium
 from tests.plcore.report.sample_reports import XSS, full_report, minimal_report, path_report

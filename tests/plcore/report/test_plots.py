@@ -8,16 +8,14 @@ import struct
 import pytest
 
 from plcore.report.plots import (
-    Plot,
     all_plots,
-    closes_at_init,
     distance_plot,
     loss_plot,
     pl_ratio_plot,
     probes_plot,
-    recorded_steps,
     spectrum_plot,
 )
+from plcore.report.plots_base import Plot, closes_at_init, recorded_steps
 from plcore.report.schema import Report
 from tests.plcore.report.sample_reports import full_report, minimal_report, path_report
 
