@@ -59,7 +59,7 @@ import torch
 from torch import Tensor, nn
 
 from plcore.errors import OptionsError
-from plcore.hessian.hvp import resolve_params
+from plcore.kernel._checks import resolve_params
 from plcore.models.base import Model
 from plcore.models.layers import Activation, Dense
 

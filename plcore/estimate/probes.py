@@ -28,9 +28,10 @@ from torch import Tensor
 
 from plcore.dataset import Dataset
 from plcore.errors import OptionsError
-from plcore.hessian.hvp import flat_map, resolve_params, second_directional_graph
+from plcore.hessian.hvp import flat_map, second_directional_graph
 from plcore.hessian.tensor_norm import TensorNormResult, hessian_tensor_norm
 from plcore.kernel import KernelMethod, tangent_kernel
+from plcore.kernel._checks import resolve_params
 from plcore.models.base import Model
 from plcore.progress import Progress
 

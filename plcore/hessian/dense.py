@@ -16,7 +16,8 @@ from scipy.optimize import minimize
 from torch import Tensor
 
 from plcore.errors import ResourceLimitError, ShapeMismatchError
-from plcore.hessian.hvp import flat_map, resolve_params
+from plcore.hessian.hvp import flat_map
+from plcore.kernel._checks import resolve_params
 from plcore.models.base import Model
 
 #: refuse to form more than this many Hessian entries (N * m * m) densely

@@ -17,25 +17,11 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from plcore.errors import NumericalError, ShapeMismatchError
+from plcore.errors import ShapeMismatchError
+from plcore.kernel._checks import resolve_params
 from plcore.models.base import Model
 
 FlatMap = Callable[[Tensor], Tensor]
-
-
-def resolve_params(model: Model, params: Tensor | None, *, device: torch.device) -> Tensor:
-    """The flat parameter vector to work at: ``params`` (checked) or the model's own w0."""
-    if params is None:
-        return model.flat_params().to(device=device, dtype=torch.float64)
-    m = model.n_params
-    if params.ndim != 1 or params.numel() != m:
-        raise ShapeMismatchError(
-            f"params must be a flat vector of length m={m}, got shape {tuple(params.shape)}"
-        )
-    if not bool(torch.isfinite(params).all()):
-        bad = int((~torch.isfinite(params)).sum())
-        raise NumericalError(f"params holds {bad} non-finite entries out of {m}")
-    return params.to(device=device, dtype=torch.float64)
 
 
 def flat_map(model: Model, X: Tensor) -> FlatMap:

@@ -20,9 +20,10 @@ import torch
 from torch import Tensor
 
 from plcore.errors import OptionsError
-from plcore.hessian.hvp import _n_outputs, output_hvp, resolve_params, second_directional
+from plcore.hessian.hvp import _n_outputs, output_hvp, second_directional
 from plcore.hessian.lanczos import top_abs_eigenpair
 from plcore.kernel import vjp
+from plcore.kernel._checks import resolve_params
 from plcore.models.base import Model
 
 

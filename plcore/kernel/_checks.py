@@ -37,10 +37,12 @@ def check_inputs(model: Model, X: Tensor) -> None:
         raise DatasetError(f"X holds {bad} non-finite entries (NaN or inf) out of {X.numel()}")
 
 
-def resolve_params(model: Model, params: Tensor | None) -> Tensor:
+def resolve_params(
+    model: Model, params: Tensor | None, *, device: torch.device | None = None
+) -> Tensor:
     """The flat parameter vector w to evaluate at: ``params``, or the model's own w0 when None.
 
-    Returns a detached float64 tensor of length m (``model.n_params``).
+    Returns a detached float64 tensor of length m (``model.n_params``), on ``device`` when given.
 
     Raises:
         ShapeMismatchError: ``params`` is not a vector of length m.
@@ -48,21 +50,21 @@ def resolve_params(model: Model, params: Tensor | None) -> Tensor:
         NumericalError: ``params`` holds NaN or inf (e.g. a diverged iterate).
     """
     if params is None:
-        return model.flat_params().detach()
+        return model.flat_params().detach().to(device=device)
     m = model.n_params
     if not isinstance(params, Tensor):
         raise ShapeMismatchError(f"params must be a torch.Tensor, got {type(params).__name__}")
     if params.ndim != 1 or params.shape[0] != m:
         raise ShapeMismatchError(
-            f"params has shape {tuple(params.shape)}, the model has m = {m} trainable parameters "
-            f"(expected shape ({m},))"
+            f"params must be a flat vector of length m={m}, got shape {tuple(params.shape)}; "
+            f"the model has m = {m} trainable parameters"
         )
     if params.dtype != torch.float64:
         raise DatasetError(f"params must be float64, got {params.dtype}")
     if not bool(torch.isfinite(params).all()):
         bad = int((~torch.isfinite(params)).sum())
         raise NumericalError(f"params holds {bad} non-finite entries out of {m}")
-    return params.detach()
+    return params.detach().to(device=device)
 
 
 def check_vector(name: str, v: Tensor, length: int, meaning: str) -> None:
