@@ -24,6 +24,7 @@ import torch
 
 from plcore.certificate import assemble as A
 from plcore.certificate import verdict as V
+from plcore.certificate._json import finite_or_none
 from plcore.certificate.budget import get_budget
 from plcore.certificate.checking_run import gd_run, pilot_path, sgd_run, validation_section
 from plcore.certificate.path import PathChecker, path_section
@@ -199,7 +200,7 @@ def _certify_overparameterized(
     validation = validation_section(
         rec,
         rate=gd.rate,
-        radius=A.fin(closure.R) if closes0 and closure else None,
+        radius=finite_or_none(closure.R) if closes0 and closure else None,
         applicable=closes0,
         sgd_losses=sgd_losses,
         sgd_batch_size=sgd[0].batch_size if sgd_losses is not None else None,

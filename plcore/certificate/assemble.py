@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import numpy as np
 import torch
 
+from plcore.certificate._json import finite_or_none
 from plcore.certificate.radius import BallConstants, Closure, RadiusSearch
 from plcore.dataset import Dataset
 from plcore.errors import OptionsError
@@ -71,11 +72,6 @@ def place(model: Model, data: Dataset, device: torch.device) -> tuple[Model, Dat
     return model, data
 
 
-def fin(x: float | None) -> float | None:
-    """None for inf / NaN (JSON has neither)."""
-    return None if x is None or not math.isfinite(x) else float(x)
-
-
 def problem_section(model: Model, data: Dataset) -> Problem:
     n, k, m = data.n_samples, model.output_dim, model.n_params
     return Problem(
@@ -106,14 +102,18 @@ def initial_section(
         residual_norm=iq.residual_norm,
         lambda_min=iq.lambda_min,
         lambda_max=iq.lambda_max,
-        condition_number=fin(iq.condition_number),
+        condition_number=finite_or_none(iq.condition_number),
         jacobian_norm=iq.jacobian_norm,
         hessian_norm=None if hessian is None else float(hessian.value),
         hessian_norm_converged=None if hessian is None else bool(hessian.converged),
         hessian_norm_spread=(
-            None if hessian is None or hessian.restarts < 2 else fin(float(hessian.spread))
+            None
+            if hessian is None or hessian.restarts < 2
+            else finite_or_none(float(hessian.spread))
         ),
-        max_output_hessian_norm=None if out_hessian is None else fin(float(out_hessian.value)),
+        max_output_hessian_norm=None
+        if out_hessian is None
+        else finite_or_none(float(out_hessian.value)),
         max_output_hessian_exhaustive=None if out_hessian is None else out_hessian.exhaustive,
         kernel_method=iq.kernel_method,
         spectrum=[float(v) for v in ev],
@@ -145,8 +145,8 @@ def constants_section(
     up = f"; upper bound: {ball.proven_method} (proven)" if proven else "; no proven upper bound"
     return Constants(
         L_F=UpperBracket(
-            estimate=fin(ball.L_est),
-            upper_bound=fin(ball.L_ub),
+            estimate=finite_or_none(ball.L_est),
+            upper_bound=finite_or_none(ball.L_ub),
             method=pm
             + (
                 up
@@ -155,13 +155,13 @@ def constants_section(
             ),
         ),
         beta_F=UpperBracket(
-            estimate=fin(ball.beta_est),
-            upper_bound=fin(ball.beta_ub),
+            estimate=finite_or_none(ball.beta_est),
+            upper_bound=finite_or_none(ball.beta_ub),
             method=pm.replace("max over", "max ||H_F|| (alternating power method) over") + up,
         ),
         mu=LowerBracket(
-            estimate=fin(ball.mu_est),
-            lower_bound=fin(ball.mu_lb),
+            estimate=finite_or_none(ball.mu_est),
+            lower_bound=finite_or_none(ball.mu_lb),
             method="min lambda_min(K) over the same points"
             + (
                 "; lower bound: (sqrt(lambda0) - beta rho)^2 with proven beta (Weyl)"
@@ -169,8 +169,8 @@ def constants_section(
                 else "; no proven lower bound"
             ),
         ),
-        mu_unnormalized=fin(2.0 * closure.mu),
-        radius=fin(closure.R if closure.R is not None else math.inf),
+        mu_unnormalized=finite_or_none(2.0 * closure.mu),
+        radius=finite_or_none(closure.R if closure.R is not None else math.inf),
         search_radius=ball.rho,
         radius_closes=closure.closes,
         radius_tier=closure.tier,  # type: ignore[arg-type]
@@ -252,7 +252,7 @@ def build_report(
             distance=float(r.distance),
             lambda_min=float(r.lambda_min),
             jacobian_norm=float(r.jacobian_norm),
-            hessian_norm=fin(r.hessian_norm),
+            hessian_norm=finite_or_none(r.hessian_norm),
         )
         for r in records
     ]

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 from torch.func import vjp
 
+from plcore.certificate._json import finite_or_none
 from plcore.models.base import Model
 from plcore.progress import Progress
 from plcore.report.schema import Validation
@@ -169,10 +170,6 @@ def bound_violations(
     return np.nonzero(bad)[0] + start
 
 
-def _finite(x: float) -> float | None:
-    return x if math.isfinite(x) else None
-
-
 def validation_section(
     rec: RunRecord,
     *,
@@ -210,5 +207,5 @@ def validation_section(
         recorded_steps=[int(i) for i in idx],
         step_size_switched_at=rec.switched_at,
         step_size_after_switch=rec.step_size_after,
-        pl_ratios=[_finite(float(v)) for v in rec.pl_ratios[idx]],
+        pl_ratios=[finite_or_none(float(v)) for v in rec.pl_ratios[idx]],
     )

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from torch import Tensor
 
+from plcore.certificate._json import finite_or_none
 from plcore.certificate.checking_run import RunRecord, bound_violations
 from plcore.certificate.radius import ProvenBeta
 from plcore.estimate.bounds import certificate_gap, residual_threshold
@@ -213,7 +214,7 @@ def path_section(
     """The report's ``path`` section from the checker's hit (see module docstring);
     bound_held_after checks L_t <= (1 - eta_run mu)^(t - t*) L_t* and ||w_t - w_t*|| <= R when
     the run's step is within the step certified at t*."""
-    thr = _fin(r_star)
+    thr = finite_or_none(r_star)
     if closes0:
         return PathCertificate(
             residual_threshold=thr,
@@ -254,10 +255,6 @@ def path_section(
         jacobian_norm_at_step=hit.jacobian_norm,
         beta=hit.beta,
         ball_radius=hit.rho,
-        residual_threshold_at_step=_fin(hit.r_star),
+        residual_threshold_at_step=finite_or_none(hit.r_star),
         checked_steps=checker.checks,
     )
-
-
-def _fin(x: float | None) -> float | None:
-    return None if x is None or not math.isfinite(x) else x

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from plcore.certificate._json import finite_or_none
 from plcore.report.schema import PLEps
 
 
@@ -113,7 +114,7 @@ def pl_eps_section(
         note = f" (the proven beta_F = {beta:.4g} certifies no step: estimated beta used)"
         kind, beta = "estimated", beta_estimated
     return PLEps(
-        eps=_fin(res.eps) if res.eps is not None else None,
+        eps=finite_or_none(res.eps) if res.eps is not None else None,
         iterations=res.iterations,
         method=(
             f"smallest q^T L0 over balls B(w0, rho), rho < sqrt(lambda0)/beta, such that the "
@@ -126,7 +127,3 @@ def pl_eps_section(
         rate=res.rate,
         mu=res.mu,
     )
-
-
-def _fin(x: float) -> float | None:
-    return x if math.isfinite(x) else None

@@ -26,6 +26,7 @@ import math
 import torch
 from torch import Tensor
 
+from plcore.certificate._json import finite_or_none
 from plcore.certificate.radius import Closure
 from plcore.estimate.bounds import residual_threshold
 from plcore.estimate.spectral import InitialQuantities
@@ -158,24 +159,20 @@ def init_closure(
     if beta_kind == "proven" and beta_estimated is not None and lambda0 > 0:
         est_r = residual_threshold(lambda0, jac_norm, beta_estimated).r_star
         est_f = residual_norm / est_r if 0 < est_r < math.inf else None
-        est_r = _fin(est_r)
+        est_r = finite_or_none(est_r)
     return InitClosure(
         closes=closes,
         failing_inequality=failing,
-        required_radius=_fin(required),
-        allowed_radius=_fin(allowed),
+        required_radius=finite_or_none(required),
+        allowed_radius=finite_or_none(allowed),
         residual_norm=residual_norm,
-        residual_threshold=_fin(r_star),
-        factor=_fin(factor),
+        residual_threshold=finite_or_none(r_star),
+        factor=finite_or_none(factor),
         beta=beta,
         beta_kind=beta_kind,
         estimated_residual_threshold=est_r,
         estimated_factor=est_f,
     )
-
-
-def _fin(x: float) -> float | None:
-    return x if math.isfinite(x) else None
 
 
 def init_failure_reason(c: InitClosure, beta: float, beta_kind: str) -> str:
