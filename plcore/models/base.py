@@ -30,6 +30,10 @@ class Model:
         output_activation: the activation applied to the output layer, or ``None`` if linear.
         spec: the validated JSON spec (as a plain dict) for JSON models, else ``None``.
         description: one line for reports, e.g. ``"MLP 8-512-512-1 tanh (ntk)"``.
+        metadata: loader facts; ONNX models have ``parameter_sources`` (module parameter name
+            -> initializer name).
+        notes: warnings about the model that the report's reasons show (e.g. initializers that
+            look constant-folded by an exporter).
     """
 
     module: nn.Module
@@ -44,6 +48,15 @@ class Model:
     spec: Mapping[str, Any] | None = None
     description: str = ""
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def affine_in_params(self) -> bool:
+        """True when F is structurally affine in the trainable parameters (then H_F = 0 and
+        beta_F = 0 exactly; e.g. last-layer fine-tuning). See :mod:`plcore.models.affine`."""
+        from plcore.models.affine import affine_in_trainable_params
+
+        return affine_in_trainable_params(self.module)
 
     @property
     def n_params(self) -> int:

@@ -12,6 +12,9 @@ structured tangent kernel (``plcore.kernel.structured``) and the analytic smooth
 
 With ``weight_scale = sigma_w / sqrt(fan_in)`` and ``bias_scale = sigma_b`` a Dense layer is the
 NTK parameterization of CONTRACT.md; with scales 1 it is a plain affine layer.
+
+A layer given an ``nn.Parameter`` keeps that very object (so two layers can share one tensor, as
+tied ONNX initializers do); any other tensor is copied into a new parameter.
 """
 
 from __future__ import annotations
@@ -92,6 +95,17 @@ def _apply(name: str, x: Tensor) -> Tensor:
     raise ValueError(f"unknown activation {name!r}; known: {sorted(ACTIVATIONS)}")
 
 
+def as_parameter(value: Tensor, shape: tuple[int, ...] | None = None) -> nn.Parameter:
+    """``value`` itself when it is already an ``nn.Parameter`` (shared, must have ``shape``),
+    else a new parameter holding a copy reshaped to ``shape``."""
+    if isinstance(value, nn.Parameter):
+        if shape is not None and tuple(value.shape) != tuple(shape):
+            raise ValueError(f"shared parameter has shape {tuple(value.shape)}, need {shape}")
+        return value
+    v = value.detach().clone()
+    return nn.Parameter(v if shape is None else v.reshape(shape))
+
+
 class Activation(nn.Module):
     """Elementwise activation phi, named by one of :data:`ACTIVATIONS`."""
 
@@ -126,8 +140,8 @@ class Dense(nn.Module):
         super().__init__()
         if weight.ndim != 2:
             raise ValueError(f"Dense weight must be 2-D, got shape {tuple(weight.shape)}")
-        self.weight = nn.Parameter(weight.detach().clone())
-        self.bias = None if bias is None else nn.Parameter(bias.detach().clone().reshape(-1))
+        self.weight = as_parameter(weight)
+        self.bias = None if bias is None else as_parameter(bias, (bias.numel(),))
         self.weight_scale = float(weight_scale)
         self.bias_scale = float(bias_scale)
 
@@ -170,8 +184,8 @@ class Conv2d(nn.Module):
         super().__init__()
         if weight.ndim != 4:
             raise ValueError(f"Conv2d weight must be 4-D, got shape {tuple(weight.shape)}")
-        self.weight = nn.Parameter(weight.detach().clone())
-        self.bias = None if bias is None else nn.Parameter(bias.detach().clone().reshape(-1))
+        self.weight = as_parameter(weight)
+        self.bias = None if bias is None else as_parameter(bias, (bias.numel(),))
         self.stride = tuple(stride)
         self.padding = tuple(padding)
         self.dilation = tuple(dilation)
@@ -193,7 +207,7 @@ class Bias(nn.Module):
 
     def __init__(self, value: Tensor, *, scale: float = 1.0) -> None:
         super().__init__()
-        self.bias = nn.Parameter(value.detach().clone())
+        self.bias = as_parameter(value)
         self.scale = float(scale)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -205,7 +219,7 @@ class Scale(nn.Module):
 
     def __init__(self, value: Tensor, *, scale: float = 1.0) -> None:
         super().__init__()
-        self.weight = nn.Parameter(value.detach().clone())
+        self.weight = as_parameter(value)
         self.scale = float(scale)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -127,7 +127,7 @@ class GraphBuilder(graph.GraphState):
         self.emit(ops.Clip(has[0], has[1]), [c.ins[0], *bounds], c.out)
 
     # ----- linear ---------------------------------------------------------------------------
-    def _left_dense(self, weight: torch.Tensor, data: str, out: str, scale: float = 1.0) -> str:
+    def _left_dense(self, weight: nn.Parameter, data: str, out: str, scale: float = 1.0) -> str:
         """scale * weight @ data on the last two axes, as transpose -> Dense -> transpose."""
         r = self.val(data).ndim
         perm = (*range(r - 2), r - 1, r - 2)
@@ -143,16 +143,19 @@ class GraphBuilder(graph.GraphState):
         elif cb:
             w = self.val(b)
             if w.ndim == 1:
-                y = self.emit(Dense(self.param(b).reshape(1, -1), None), [a], self.tmp(out))
+                p, f = self.param(b, lambda t: t.reshape(1, -1))
+                y = self.emit(Dense(p, None, weight_scale=f), [a], self.tmp(out))
                 self.emit(graph.Squeeze((-1,)), [y], out)
             elif w.ndim == 2:
-                weight = self.param(b).T.contiguous()
+                weight, f = self.param(b, lambda t: t.T)
                 fuse = self.fusable_bias(out, int(weight.shape[0]))
                 if fuse is None:
-                    self.emit(Dense(weight, None), [a], out)
+                    self.emit(Dense(weight, None, weight_scale=f), [a], out)
                 else:
                     j, bias, fused_out = fuse
-                    self.emit(Dense(weight, self.param(bias).reshape(-1)), [a], fused_out)
+                    pb, fb = self.param(bias, lambda t: t.reshape(-1))
+                    dense = Dense(weight, pb, weight_scale=f, bias_scale=fb)
+                    self.emit(dense, [a], fused_out)
                     self.skip.add(j)
             else:
                 raise self.unsupported(c.node, f"a {w.ndim}-D weight initializer")
@@ -160,7 +163,8 @@ class GraphBuilder(graph.GraphState):
             w = self.val(a)
             if w.ndim != 2 or self.val(b).ndim < 2:
                 raise self.unsupported(c.node, f"a {w.ndim}-D left weight")
-            self._left_dense(self.param(a), b, out)
+            p, f = self.param(a)
+            self._left_dense(p, b, out, f)
 
     def _op_Gemm(self, c: Call) -> None:
         attrs, ins, out = c.attrs, c.ins, c.out
@@ -174,27 +178,27 @@ class GraphBuilder(graph.GraphState):
             y = self.emit(ops.GemmData(alpha, beta, ta, tb), [a, b], self.tmp(out))
         elif cb:
             x = self.emit(graph.Transpose((1, 0)), [a], self.tmp(out)) if ta else a
-            w = self.param(b)
-            weight = (w if tb else w.T).contiguous()
+            weight, fw = self.param(b, (lambda t: t) if tb else (lambda t: t.T))
             n_out = int(weight.shape[0])
-            bias = None
+            bias, fb = None, 1.0
             if bias_in is not None and c_const:
                 cv = self.val(bias_in)
                 if cv.numel() == n_out and cv.shape[-1:] == (n_out,) and cv.ndim <= 2:
-                    bias = self.param(bias_in).reshape(-1)
+                    bias, fb = self.param(bias_in, lambda t: t.reshape(-1))
                     bias_in = None
-            mod = Dense(weight, bias, weight_scale=alpha, bias_scale=beta)
+            mod = Dense(weight, bias, weight_scale=alpha * fw, bias_scale=beta * fb)
             y = self.emit(mod, [x], out if bias_in is None else self.tmp(out))
         else:
             x = self.emit(graph.Transpose((1, 0)), [b], self.tmp(out)) if tb else b
-            w = self.param(a)
-            weight = (w.T if ta else w).contiguous()
-            y = self._left_dense(weight, x, out if bias_in is None else self.tmp(out), alpha)
+            weight, fw = self.param(a, (lambda t: t.T) if ta else (lambda t: t))
+            target = out if bias_in is None else self.tmp(out)
+            y = self._left_dense(weight, x, target, alpha * fw)
         if bias_in is None:
             if y != out:
                 self.alias[out] = y
-        elif c_const and not (ca and cb):
-            self.emit(Bias(self.param(bias_in), scale=beta), [y], out)
+        elif c_const and not (ca and cb) and self.is_param(bias_in):
+            pc, fc = self.param(bias_in)
+            self.emit(Bias(pc, scale=beta * fc), [y], out)
         else:
             scaled = self.emit(ops.Binary("mul"), [bias_in, self.const(beta, out)], self.tmp(out))
             self.emit(ops.Binary("add"), [y, scaled], out)
@@ -225,8 +229,12 @@ class GraphBuilder(graph.GraphState):
         x, wname, attrs = c.ins[0], c.ins[1], c.attrs
         if not self.is_const(wname) or self.val(wname).ndim != 4 or self.val(x).ndim != 4:
             raise self.unsupported(c.node, "only 2-D convolutions with initializer weights")
-        w = self.param(wname)
-        b = self.param(c.ins[2]) if len(c.ins) > 2 and c.ins[2] else None
+        w, fw = self.param(wname)
+        b, fb = (
+            self.param(c.ins[2], lambda t: t.reshape(-1))
+            if len(c.ins) > 2 and c.ins[2]
+            else (None, 1.0)
+        )
         kernel = [int(k) for k in attrs.get("kernel_shape", w.shape[2:])]
         strides = [int(s) for s in attrs.get("strides", [1, 1])]
         dil = [int(d) for d in attrs.get("dilations", [1, 1])]
@@ -237,7 +245,16 @@ class GraphBuilder(graph.GraphState):
             padding = (0, 0)
         groups = int(attrs.get("group", 1))
         stride, dilation = (strides[0], strides[1]), (dil[0], dil[1])
-        mod = Conv2d(w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
+        mod = Conv2d(
+            w,
+            b,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            weight_scale=fw,
+            bias_scale=fb,
+        )
         self.emit(mod, [x], c.out)
 
     def _pool_geometry(
@@ -280,10 +297,15 @@ class GraphBuilder(graph.GraphState):
         rank = self.val(x).ndim
         shape = (-1,) + (1,) * (rank - 2)
         eps = float(c.attrs.get("epsilon", 1e-5))
+        for stat in (mean, var):
+            if self.is_param(stat):
+                self.tracker.bn_stats.add(self.tracker.pexpr[self.name(stat)].init)
         norm = ops.BatchNormFixed(self.val(mean), self.val(var), eps, rank)
         h = self.emit(norm, [x], self.tmp(c.out))
-        h = self.emit(Scale(self.param(scale).reshape(shape)), [h], self.tmp(c.out))
-        self.emit(Bias(self.param(bias).reshape(shape)), [h], c.out)
+        g, fg = self.param(scale, lambda t: t.reshape(shape))
+        h = self.emit(Scale(g, scale=fg), [h], self.tmp(c.out))
+        b, fb = self.param(bias, lambda t: t.reshape(shape))
+        self.emit(Bias(b, scale=fb), [h], c.out)
 
     def _op_LayerNormalization(self, c: Call) -> None:
         ins, out = c.ins, c.out
@@ -292,12 +314,14 @@ class GraphBuilder(graph.GraphState):
         has_bias = len(ins) > 2 and bool(ins[2])
         target = self.tmp(out) if has_bias else out
         if self.is_const(ins[1]):
-            h = self.emit(Scale(self.param(ins[1])), [h], target)
+            g, fg = self.param(ins[1])
+            h = self.emit(Scale(g, scale=fg), [h], target)
         else:
             h = self.emit(ops.Binary("mul"), [h, ins[1]], target)
         if has_bias:
             if self.is_const(ins[2]):
-                self.emit(Bias(self.param(ins[2])), [h], out)
+                b, fb = self.param(ins[2])
+                self.emit(Bias(b, scale=fb), [h], out)
             else:
                 self.emit(ops.Binary("add"), [h, ins[2]], out)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 
 import numpy as np
 import onnx
@@ -33,6 +34,7 @@ from torch import Tensor, nn
 from plcore.errors import ModelFormatError, UnsupportedOperatorError
 from plcore.models import onnx_ops as ops
 from plcore.models.layers import Activation, Bias, Scale
+from plcore.models.onnx_params import ParameterTracker
 
 FLOAT_TYPES = frozenset(
     {
@@ -175,7 +177,7 @@ class Unsqueeze(nn.Module):
         return x
 
 
-_LAYOUT_ONLY = (Reshape, Flatten, Squeeze, Unsqueeze, Transpose)
+LAYOUT_ONLY = (Reshape, Flatten, Squeeze, Unsqueeze, Transpose)
 
 
 def step_activation(module: nn.Module) -> str | None:
@@ -215,8 +217,7 @@ class GraphState:
         self.graph, self.opset, self.input_name = graph, opset, input_name
         self.export_batch = export_batch
         self.consts: dict[str, Tensor] = dict(initializers)
-        self.from_init: set[str] = set(initializers)
-        self.init_names: frozenset[str] = frozenset(initializers)
+        self.tracker = ParameterTracker(initializers)
         self.values: dict[str, Tensor] = {input_name: probe}
         self.alias: dict[str, str] = {}
         self.steps: list[Step] = []
@@ -224,7 +225,6 @@ class GraphState:
         self.step_inputs: dict[str, tuple[str, ...]] = {}
         self.activations: list[str] = []
         self.nonsmooth: list[str] = []
-        self.param_inits: list[str] = []
         self.skip: set[int] = set()
         self.uses: Counter[str] = Counter(i for n in graph.node for i in n.input if i)
         self.uses.update(o.name for o in graph.output)
@@ -233,6 +233,7 @@ class GraphState:
             for i in n.input:
                 self.consumers.setdefault(i, []).append(idx)
         self._tmp = 0
+        self._refs: dict[str, str] = {}
 
     # ----- values ---------------------------------------------------------------------------
     def name(self, n: str) -> str:
@@ -267,15 +268,31 @@ class GraphState:
         return name
 
     def emit(self, module: nn.Module, ins: list[str], out: str) -> str:
-        """Add a step (or fold it when every input is a constant and it has no parameters)."""
+        """Add a step, or fold it when every input is a constant and it has no parameters.
+
+        A fold whose input derives from an initializer is kept only as a parameter expression
+        (layout op or scalar factor, :mod:`plcore.models.onnx_params`); any other op on such a
+        value runs at run time on the parameter itself (the general path).
+        """
         ins_r = tuple(self.name(i) for i in ins)
-        y = module(*(self.val(i) for i in ins_r))
+        vals = [self.val(i) for i in ins_r]
+        y = module(*vals)
         has_params = any(True for _ in module.parameters())
+        pexpr = self.tracker.pexpr
         if not has_params and all(i in self.consts for i in ins_r):
-            self.consts[out] = y
-            if any(i in self.from_init for i in ins_r):
-                self.from_init.add(out)
-            return out
+            if not any(i in pexpr for i in ins_r):
+                self.consts[out] = y
+                return out
+            folded = self.tracker.fold(module, ins_r, vals, y)
+            if folded is not None:
+                self.consts[out] = y
+                pexpr[out] = folded
+                return out
+        if any(i in pexpr for i in ins_r):
+            ins_r = tuple(self.materialize(i) if i in pexpr else i for i in ins_r)
+        return self._add_step(module, ins_r, out, y)
+
+    def _add_step(self, module: nn.Module, ins_r: tuple[str, ...], out: str, y: Tensor) -> str:
         self.values[out] = y
         key = f"{type(module).__name__.lower()}_{len(self.steps)}"
         self.steps.append((key, module, ins_r, out))
@@ -288,20 +305,24 @@ class GraphState:
             self.nonsmooth.append(nonsmooth)
         return out
 
-    def param(self, n: str) -> Tensor:
-        """The value of a constant that becomes a trainable parameter."""
+    def materialize(self, n: str) -> str:
+        """The run-time value of parameter expression ``n`` (a ParamRef step, made once)."""
+        if n not in self._refs:
+            ref = self.tracker.param_ref(n)
+            self._refs[n] = self._add_step(ref, (), self.tmp(n), ref())
+        return self._refs[n]
+
+    def is_param(self, n: str) -> bool:
+        """Whether ``n`` derives from a float initializer by layout ops and scalar factors."""
+        return self.name(n) in self.tracker.pexpr
+
+    def param(
+        self, n: str, slot: Callable[[Tensor], Tensor] = lambda t: t
+    ) -> tuple[nn.Parameter, float]:
+        """The parameter (in the layout ``slot`` makes of the value) for a weight slot, and the
+        factor the layer must multiply it by."""
         n = self.name(n)
-        if n in self.init_names:
-            if self.uses[n] > 1:
-                raise UnsupportedOperatorError(
-                    f"initializer {n!r} is a trainable weight used by {self.uses[n]} nodes; "
-                    "tied (shared) weights are not supported"
-                )
-            self.param_inits.append(n)
-        value = self.consts[n]
-        if not value.is_floating_point():
-            raise UnsupportedOperatorError(f"weight {n!r} is not a floating-point tensor")
-        return value
+        return self.tracker.weight_param(n, self.val(n), slot)
 
     def unsupported(self, node: onnx.NodeProto, why: str) -> UnsupportedOperatorError:
         return UnsupportedOperatorError(
@@ -337,7 +358,7 @@ class GraphState:
         if add.op_type != "Add" or len(add.input) != 2:
             return None
         other = add.input[1] if add.input[0] == out else add.input[0]
-        if not self.is_const(other) or self.name(other) not in self.from_init:
+        if not self.is_const(other) or not self.is_param(other):
             return None
         b = self.val(other)
         if not b.is_floating_point() or b.numel() != n_out or b.shape[-1:] != (n_out,):
@@ -350,24 +371,19 @@ class GraphState:
             self.emit(ops.Binary(kind), [a, b], out)
             return
         k, d = (a, b) if ca else (b, a)
-        kval = self.val(k)
-        is_param = (
-            kind in ("add", "sub", "mul")
-            and kval.is_floating_point()
-            and kval.numel() >= 2
-            and self.name(k) in self.from_init
-        )
-        if not is_param:
+        if kind not in ("add", "sub", "mul") or not self.is_param(k):
             self.emit(ops.Binary(kind), [a, b], out)
-        elif kind == "add":
-            self.emit(Bias(self.param(k)), [d], out)
+            return
+        p, f = self.param(k)
+        if kind == "add":
+            self.emit(Bias(p, scale=f), [d], out)
         elif kind == "mul":
-            self.emit(Scale(self.param(k)), [d], out)
+            self.emit(Scale(p, scale=f), [d], out)
         elif k == b:  # x - c
-            self.emit(Bias(self.param(k), scale=-1.0), [d], out)
+            self.emit(Bias(p, scale=-f), [d], out)
         else:  # c - x = (-x) + c
             neg = self.emit(ops.Unary("neg"), [d], self.tmp(out))
-            self.emit(Bias(self.param(k)), [neg], out)
+            self.emit(Bias(p, scale=f), [neg], out)
 
     # ----- result ---------------------------------------------------------------------------
     def module(self, output_name: str) -> OnnxGraphModule:
@@ -382,7 +398,7 @@ class GraphState:
     def output_activation(self, output_name: str) -> str | None:
         """The elementwise activation that produces the output, looking through reshapes."""
         n = self.name(output_name)
-        while isinstance(self.producer.get(n), _LAYOUT_ONLY):
+        while isinstance(self.producer.get(n), LAYOUT_ONLY):
             n = self.step_inputs[n][0]
         module = self.producer.get(n)
         if isinstance(module, Activation) and module.name != "identity":

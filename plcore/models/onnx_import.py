@@ -22,24 +22,40 @@ Activations and smoothness
     differentiable: they are listed in ``Model.nonsmooth_ops`` and make ``Model.smooth`` false.
     Where is smooth in its data inputs: no supported op computes a condition from data values.
 
-Which float tensors are trainable (the parameter rule)
-    A *float constant* is a float tensor known before the input arrives: a graph initializer, a
-    ``Constant`` node's value, or the result of a node whose inputs are all constants (folded at
-    load time). A float constant becomes a trainable ``nn.Parameter`` exactly when
+Which tensors are trainable (the parameter rule; CONTRACT.md "Parameterization")
+    The trainable tensors are the graph's float initializers themselves, with their stored
+    values. Arithmetic applied to an initializer in the graph stays part of the model and is never
+    folded into a new parameter, so d F / d initializer, and with it the tangent kernel, is the
+    graph's own. How (:mod:`plcore.models.onnx_params`): a scalar factor (Mul / Div by a scalar
+    constant, Neg) is carried by the layer that uses the weight (``Dense.weight_scale``,
+    ``Bias.scale``, ...); pure layout ops on a weight (Transpose, Reshape, Flatten, Squeeze,
+    Unsqueeze) are folded, which only permutes the entries of the parameter and leaves K
+    unchanged; any other computation on an initializer (a non-scalar Mul, Exp of a log-scale,
+    Div or Pow by an initializer, two initializers combined) runs at run time on the parameter.
 
-    1. it is the weight of MatMul / Gemm against data (B, or A for a left multiplication), the C
-       input of Gemm, W or B of Conv, scale or B of BatchNormalization or LayerNormalization
-       -> Dense / Conv2d / Scale / Bias layers (Gemm transposes are folded into the stored weight,
-       alpha is ``weight_scale``, beta is ``bias_scale``; an Add of a bias vector right after a
-       MatMul is fused into the Dense layer); or
-    2. it is an operand of Add, Sub or Mul whose other operand is data, it derives from a graph
-       initializer (not only from Constant nodes) and it has at least 2 elements -> Bias (Sub:
-       scale -1; c - x becomes Neg then Bias) or Scale.
+    Weight slots (the parameter lives in a layer of :mod:`plcore.models.layers`): the weight of
+    MatMul / Gemm against data (B, or A for a left multiplication), the C input of Gemm, W and B
+    of Conv, scale and B of BatchNormalization and LayerNormalization -> Dense / Conv2d / Scale /
+    Bias (Gemm transposes are folded into the stored weight, alpha and beta multiply the
+    scales; an Add of a bias vector right after a MatMul is fused into the Dense layer); an
+    operand of Add, Sub or Mul whose other operand is data -> Bias (Sub: scale -1; c - x becomes
+    Neg then Bias) or Scale.
 
-    Every other constant stays a buffer: zero-dimensional and size-1 operands of Add/Sub/Mul
-    (GELU's 0.5, LayerNorm's eps), every operand of Div and Pow, running mean and variance,
-    integer shapes, indices and axes. A trainable initializer used by more than one node (tied
-    weights) is refused.
+    Default trainable set: every float initializer with at least 2 elements that the output
+    depends on, whatever op it feeds. Not trainable by default: BatchNormalization running
+    mean and variance (buffers, never trainable), integer tensors (never), size-1 initializers,
+    and float values of ``Constant`` nodes used as a weight (parameters with
+    ``requires_grad=False``). The options ``trainable`` / ``frozen`` (initializer names or glob
+    patterns; :func:`plcore.models.params.select_parameters`) override the default. An
+    initializer used by several nodes is one shared parameter (tied weights): its kernel is the
+    sum over its uses. ``Model.metadata["parameter_sources"]`` maps each module parameter name
+    to its initializer name; the report lists initializer names.
+
+    Exporter folding: ``torch.onnx.export`` with its default ``do_constant_folding=True`` folds
+    ``0.1 * b`` into a new initializer named like ``onnx::Add_21``; the graph's own
+    parameterization then differs from the torch module's and no importer can undo it.
+    Initializers named ``onnx::*`` are reported in ``Model.notes``; export with
+    ``do_constant_folding=False`` to keep your parameterization.
 
 Batch
     Axis 0 of the one graph input is the batch; it may be symbolic or fixed. The other input
@@ -67,7 +83,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import onnx
@@ -306,7 +322,8 @@ def load_onnx_model(data: bytes, *, limits: OnnxLimits | None = None) -> Model:
             f"{exc}"
         ) from exc
     module = module.to(torch.float64).eval()
-    n_params = sum(p.numel() for p in module.parameters())
+    sources = builder.tracker.finish(module)
+    n_params = sum(p.numel() for p in module.parameters() if p.requires_grad)
     if n_params > limits.max_params:
         raise ResourceLimitError(f"the model has {n_params:,} parameters, over the cap")
     output_dim = _check_outputs(module, input_shape, gen)
@@ -331,8 +348,24 @@ def load_onnx_model(data: bytes, *, limits: OnnxLimits | None = None) -> Model:
             "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
             "n_nodes": len(proto.graph.node),
             "export_batch": export_batch,
-            "parameter_initializers": tuple(builder.param_inits),
+            "parameter_sources": sources,
         },
+        notes=_folding_notes(sources.values()),
+    )
+
+
+def _folding_notes(inits: Iterable[str]) -> tuple[str, ...]:
+    """A warning when parameters come from initializers that torch.onnx.export created by
+    constant folding (named ``onnx::<Op>_<n>``)."""
+    folded = sorted({n for n in inits if n.startswith("onnx::")})
+    if not folded:
+        return ()
+    shown = ", ".join(repr(n) for n in folded[:5]) + (", ..." if len(folded) > 5 else "")
+    return (
+        f"initializers {shown} look constant-folded by the exporter: if they were computed from "
+        "your parameters (a scale such as 0.1 * b; a transpose is harmless), the tangent kernel "
+        "is that of the folded tensors, not your model's; export with "
+        "torch.onnx.export(..., do_constant_folding=False) to keep your parameterization",
     )
 
 

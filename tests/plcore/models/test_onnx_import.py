@@ -27,46 +27,31 @@ from plcore.models.onnx_import import (
     load_onnx_model,
     require_onnx_version,
 )
+from plcore.models.onnx_params import ParamRef
 from tests.plcore.models.onnx_zoo import ZooModel, zoo
 
 ZOO = zoo()
 ZOO_IDS = [z.name for z in ZOO]
 
-# input positions that hold a weight or bias, by op type (independent of the importer's code)
-WEIGHT_SLOTS = {
-    "Gemm": (0, 1, 2),
-    "MatMul": (0, 1),
-    "Conv": (1, 2),
-    "BatchNormalization": (1, 2),
-    "LayerNormalization": (1, 2),
-}
-
 
 def expected_trainable(proto: onnx.ModelProto) -> int:
-    """Sum of sizes of float initializers that feed a weight or bias slot.
-
-    Weight slots: WEIGHT_SLOTS; Add/Sub/Mul against data when the initializer has >= 2 entries
-    or is the bias Add right after a MatMul.
-    """
-    nodes = proto.graph.node
+    """The contract's default: sizes of the float initializers with >= 2 entries that some node
+    reads, except BatchNormalization running mean and variance (inputs 3 and 4)."""
     inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
-    floats = {k for k, v in inits.items() if v.dtype.kind == "f"}
-    producer = {o: node.op_type for node in nodes for o in node.output}
-    names: set[str] = set()
-    for node in nodes:
-        for pos, name in enumerate(node.input):
-            if name not in floats:
-                continue
-            if pos in WEIGHT_SLOTS.get(node.op_type, ()):
-                names.add(name)
-            elif node.op_type in ("Add", "Sub", "Mul"):
-                other = node.input[1 - pos]
-                if other in floats:
-                    continue
-                after_matmul = node.op_type == "Add" and producer.get(other) == "MatMul"
-                if inits[name].size >= 2 or after_matmul:
-                    names.add(name)
-    return int(sum(inits[n].size for n in names))
+    used = {name for node in proto.graph.node for name in node.input}
+    stats = {
+        node.input[k]
+        for node in proto.graph.node
+        if node.op_type == "BatchNormalization"
+        for k in (3, 4)
+    }
+    return int(
+        sum(
+            v.size
+            for n, v in inits.items()
+            if v.dtype.kind == "f" and v.size >= 2 and n in used and n not in stats
+        )
+    )
 
 
 def run_ort(z: ZooModel, X: np.ndarray) -> np.ndarray:
@@ -105,12 +90,14 @@ def test_zoo_model_trainable_params_are_the_float_weight_initializers(z: ZooMode
     owners = {
         name
         for name, mod in model.module.named_modules()
-        if isinstance(mod, PARAMETERIZED_LAYERS)
+        if isinstance(mod, (*PARAMETERIZED_LAYERS, ParamRef))
         for _ in mod.parameters(recurse=False)
     }
     for pname, p in model.module.named_parameters():
-        assert p.dtype == torch.float64 and p.requires_grad
-        assert pname.rsplit(".", 1)[0] in owners, f"{pname} is not held by a plcore layer"
+        assert p.dtype == torch.float64
+        assert pname.rsplit(".", 1)[0] in owners, f"{pname} is not held by a layer or ParamRef"
+        source = model.metadata["parameter_sources"][pname]
+        assert p.requires_grad == (p.numel() >= 2), (pname, source)
 
 
 @pytest.mark.parametrize("z", ZOO, ids=ZOO_IDS)
@@ -369,17 +356,6 @@ def test_subgraph_operator_is_unsupported() -> None:
     outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])]
     with pytest.raises(UnsupportedOperatorError, match="'If' at node 'if': subgraphs"):
         load_onnx_model(graph_bytes(nodes, [cond], outputs=outputs))
-
-
-def test_tied_weights_are_unsupported() -> None:
-    nodes = [
-        helper.make_node("MatMul", ["x", "W"], ["h"], name="mm1"),
-        helper.make_node("MatMul", ["h", "W"], ["y"], name="mm2"),
-    ]
-    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3])]
-    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])]
-    with pytest.raises(UnsupportedOperatorError, match="'W' is a trainable weight used by 2 nodes"):
-        load_onnx_model(graph_bytes(nodes, [weight("W", (3, 3))], inputs=inputs, outputs=outputs))
 
 
 def test_cast_of_float_data_to_int_is_unsupported() -> None:
