@@ -50,6 +50,7 @@ from plcore.hessian import (
     second_directional,
 )
 from plcore.models.base import Model
+from plcore.models.params import select_parameters
 from plcore.options import CertifyOptions
 from plcore.progress import CancelCheck, Progress, ProgressCallback
 from plcore.report.schema import Report, Tier, Verdict
@@ -67,12 +68,14 @@ def certify(
 
     Raises:
         ShapeMismatchError: the data does not fit the model.
-        OptionsError: an unknown device.
+        OptionsError: an unknown device; a ``trainable`` / ``frozen`` pattern that matches no
+            parameter, or leaves none to train.
         Cancelled: ``should_cancel`` answered True (checked between and within stages).
     """
     options = options or CertifyOptions()
     start = time.perf_counter()
     progress = Progress(on_progress, should_cancel)
+    model = select_parameters(model, trainable=options.trainable, frozen=options.frozen)
     check_fits(model, data)
     device = A.resolve_device(options.device)
     model, data = A.place(model, data, device)

@@ -50,6 +50,25 @@ class CertifyOptions(BaseModel):
         0.9, gt=0, lt=1, description="1 - delta for the SGD radius (THEORY.md section 6)."
     )
 
+    trainable: list[str] | None = Field(
+        None,
+        description="Parameters to train: names or glob patterns of ONNX initializers (of the "
+        "module's parameters for JSON specs); default: the loader's (float initializers with "
+        ">= 2 entries, not BatchNormalization running statistics; every spec parameter).",
+    )
+    frozen: list[str] = Field(
+        default_factory=list,
+        description="Parameters not to train (names or glob patterns), applied after trainable; "
+        "e.g. freeze every hidden layer to certify last-layer fine-tuning.",
+    )
+
+    @field_validator("trainable", "frozen")
+    @classmethod
+    def _non_empty_patterns(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and any(not p.strip() for p in v):
+            raise ValueError(f"parameter patterns must be non-empty strings, got {v!r}")
+        return v
+
     @field_validator("batch_sizes")
     @classmethod
     def _positive_batches(cls, v: list[int]) -> list[int]:

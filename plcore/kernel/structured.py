@@ -75,7 +75,7 @@ def _record(model: Model, X: Tensor, w: Tensor) -> tuple[dict[nn.Module, _Calls]
     handles = [
         mod.register_forward_hook(hook)
         for mod in model.module.modules()
-        if type(mod) in PARAMETERIZED_LAYERS
+        if type(mod) in PARAMETERIZED_LAYERS and any(p.requires_grad for p in mod.parameters())
     ]
     try:
         w_leaf = w.detach().clone().requires_grad_(True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from plcore.errors import ModelFormatError
@@ -26,6 +26,8 @@ def load_model(
     *,
     weights: bytes | None = None,
     dtype_check: bool = True,
+    trainable: Sequence[str] | None = None,
+    frozen: Sequence[str] = (),
 ) -> Model:
     """Load a model from ONNX bytes or a JSON spec (dict, JSON text or JSON bytes).
 
@@ -34,10 +36,27 @@ def load_model(
         format: ``"json"`` or ``"onnx"``; guessed from the content when ``None``.
         weights: optional explicit weights for a JSON spec (.safetensors or .npz bytes).
         dtype_check: kept for API stability; models are always converted to float64.
+        trainable: parameters to train (names or glob patterns: ONNX initializer names, or the
+            module's parameter names for JSON specs); None keeps the loader's default.
+        frozen: parameters not to train (names or glob patterns), applied after ``trainable``.
+            See :func:`plcore.models.params.select_parameters`.
 
     Raises:
-        ModelFormatError, ModelSpecError, UnsupportedOperatorError, UnsafeModelError.
+        ModelFormatError, ModelSpecError, UnsupportedOperatorError, UnsafeModelError,
+        OptionsError (a ``trainable`` / ``frozen`` pattern that matches nothing, or nothing left
+        to train).
     """
+    from plcore.models.params import select_parameters
+
+    model = _load(source, format, weights)
+    return select_parameters(model, trainable=trainable, frozen=frozen)
+
+
+def _load(
+    source: bytes | str | Mapping[str, Any],
+    format: ModelSourceFormat | None,
+    weights: bytes | None,
+) -> Model:
     fmt = format or sniff_model_format(source)
     if fmt == "json":
         from plcore.models.spec import load_spec_model
