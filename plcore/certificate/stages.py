@@ -26,6 +26,8 @@ from plcore.options import CertifyOptions
 from plcore.progress import Progress
 from plcore.report.schema import GD, SGDPrediction, WidthExtrapolation
 
+AFFINE_BETA_METHOD = "affine in the trainable parameters (structural): H_F = 0"
+
 
 @dataclass
 class Context:
@@ -41,6 +43,8 @@ class Context:
     def proven_beta(self, rho: float, w: Tensor | None = None) -> ProvenBeta | None:
         if not math.isfinite(rho):
             return None
+        if self.model.affine_in_params:  # H_F = 0 identically (plcore.models.affine)
+            return ProvenBeta(0.0, None, AFFINE_BETA_METHOD)
         ab = beta_upper_bound(self.model, self.X, rho, params=w)
         if ab is None:
             return None
