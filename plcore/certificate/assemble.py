@@ -19,6 +19,7 @@ from plcore.errors import OptionsError
 from plcore.estimate.spectral import InitialQuantities
 from plcore.hessian import OutputHessianNormResult, TensorNormResult
 from plcore.models.base import Model
+from plcore.models.params import parameter_table
 from plcore.options import CertifyOptions
 from plcore.report.schema import (
     GD,
@@ -26,6 +27,7 @@ from plcore.report.schema import (
     InitClosure,
     Initial,
     LowerBracket,
+    ParameterEntry,
     PathCertificate,
     PLEps,
     ProbePoint,
@@ -267,7 +269,7 @@ def build_report(
     return Report(
         verdict=verdict,
         tier=tier,
-        reasons=reasons,
+        reasons=[*reasons, *model.notes],
         problem=problem_section(model, data),
         initial=initial_section(iq, hn, mo),
         constants=constants_section(
@@ -286,4 +288,8 @@ def build_report(
         probes=probes,
         conventions=conventions(model),
         provenance=provenance(model, data, options, device, elapsed_s),
+        parameters=[
+            ParameterEntry(name=p.name, shape=list(p.shape), count=p.count, trainable=p.trainable)
+            for p in parameter_table(model)
+        ],
     )

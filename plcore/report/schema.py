@@ -241,6 +241,15 @@ class Provenance(_Section):
     created_at: str = ""
 
 
+class ParameterEntry(_Section):
+    """One parameter tensor of the model: differentiated (``trainable``) or frozen."""
+
+    name: str = Field(description="ONNX initializer name, or the JSON spec module's parameter name")
+    shape: list[int] = Field(description="shape as the model stores it")
+    count: int = Field(description="number of entries")
+    trainable: bool = Field(description="differentiated (part of w) or frozen")
+
+
 class Report(_Section):
     schema_version: Literal["1"] = SCHEMA_VERSION
     verdict: Verdict
@@ -259,3 +268,8 @@ class Report(_Section):
     probes: list[ProbePoint] = Field(default_factory=list)
     conventions: dict[str, str]
     provenance: Provenance
+    parameters: list[ParameterEntry] = Field(
+        default_factory=list,
+        description="what was differentiated (trainable) and what was frozen (options "
+        "trainable / frozen)",
+    )
