@@ -11,6 +11,7 @@ holds a UTF-8 name like ``"sklearn:digits?n=64"``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import PurePosixPath
 from typing import Literal
 
@@ -58,10 +59,16 @@ def load_inputs(
     data_format: str,
     *,
     weights: bytes | None = None,
+    trainable: Sequence[str] | None = None,
+    frozen: Sequence[str] = (),
 ) -> tuple[Model, Dataset]:
-    """Load and cross-check model and data; raises the plcore.errors of the loaders."""
+    """Load and cross-check model and data; raises the plcore.errors of the loaders.
+
+    ``trainable`` / ``frozen`` (the options of the same names) are applied at submit so that a
+    pattern matching no parameter is a 422 answer, not a failed job.
+    """
     fmt: ModelFormat = "onnx" if model_format == "onnx" else "json"
-    model = load_model(model_bytes, format=fmt, weights=weights)
+    model = load_model(model_bytes, format=fmt, weights=weights, trainable=trainable, frozen=frozen)
     if data_format == "named":
         data = load_dataset(data_bytes.decode("utf-8"))
     else:

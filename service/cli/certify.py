@@ -153,6 +153,23 @@ def certify_command(
     weights: Annotated[
         Path | None, typer.Option(help="Weights for a JSON spec (.safetensors or .npz).")
     ] = None,
+    trainable: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trainable",
+            metavar="PAT",
+            help="Train only these parameters: ONNX initializer names or spec parameter names, "
+            "glob patterns allowed (repeatable; default: the loader's choice).",
+        ),
+    ] = None,
+    frozen: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--frozen",
+            metavar="PAT",
+            help="Do not train these parameters (name or glob pattern, repeatable).",
+        ),
+    ] = None,
     target_columns: Annotated[
         str | None, typer.Option(help="CSV/npy target columns, comma separated: a,b.")
     ] = None,
@@ -180,6 +197,8 @@ def certify_command(
             lr_convention=lr_convention,  # type: ignore[arg-type]
             kernel_method=kernel_method,  # type: ignore[arg-type]
             validation_steps=validation_steps,
+            trainable=trainable or None,
+            frozen=frozen or [],
         )
         if out.exists() and not out.is_dir():
             raise _BadInput(f"--out must be a folder, but {out} is a file")

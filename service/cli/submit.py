@@ -63,6 +63,23 @@ def submit(
     weights: Annotated[
         Path | None, typer.Option(help="Weights (.safetensors/.npz) for a JSON spec.")
     ] = None,
+    trainable: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trainable",
+            metavar="PAT",
+            help="Train only these parameters (name or glob pattern, repeatable); "
+            'sets options["trainable"].',
+        ),
+    ] = None,
+    frozen: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--frozen",
+            metavar="PAT",
+            help='Do not train these parameters (repeatable); sets options["frozen"].',
+        ),
+    ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job until it ends.")] = False,
     out: Annotated[
         Path | None, typer.Option(help="With --wait: write report.json and report.html here.")
@@ -86,6 +103,10 @@ def submit(
             _fail(f"--options is not valid JSON: {exc}", EXIT_BAD_INPUT)
         if not isinstance(opts, dict):
             _fail("--options must be a JSON object", EXIT_BAD_INPUT)
+    if trainable:
+        opts["trainable"] = list(trainable)
+    if frozen:
+        opts["frozen"] = list(frozen)
     is_named = ":" in data and not Path(data).exists()
     if not Path(model).is_file():
         _fail(f"model file {model!r} does not exist", EXIT_BAD_INPUT)

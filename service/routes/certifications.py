@@ -61,7 +61,15 @@ async def _validate(sub: Submission, timeout_s: float) -> None:
     """
 
     def load() -> None:
-        load_inputs(sub.model, sub.model_format, sub.data, sub.data_format, weights=sub.weights)
+        load_inputs(
+            sub.model,
+            sub.model_format,
+            sub.data,
+            sub.data_format,
+            weights=sub.weights,
+            trainable=sub.options.trainable,
+            frozen=sub.options.frozen,
+        )
 
     try:
         with anyio.fail_after(timeout_s):

@@ -208,7 +208,9 @@ def test_certify_onnx_model_writes_both_reports(
     assert "verdict" in stdout
     assert code == 0, err
     report = _check_reports(out)
-    assert report.problem.n_params == 64 * 16 + 16 + 16 + 1
+    # the size-1 output bias is frozen by default (CONTRACT.md, Parameterization)
+    assert report.problem.n_params == 64 * 16 + 16 + 16
+    assert [p.name for p in report.parameters if not p.trainable] == ["2.bias"]
     assert report.problem.n_constraints == 12
     _open_in_chromium(out / "report.html", tmp_path, artifacts_dir / "cli-onnx-report.png")
 

@@ -120,7 +120,8 @@ def test_onnx_upload_job_succeeds(server: Embedded) -> None:
     done = wait_status(server.url, r.json()["id"], ["succeeded", "failed"], JOB_TIMEOUT_S)
     assert done["status"] == "succeeded", done
     report = httpx.get(server.url + done["report_url"], timeout=30).json()
-    assert report["problem"]["n_params"] == 2 * 16 + 16 + 16 + 1
+    # the size-1 output bias is frozen by default (CONTRACT.md, Parameterization)
+    assert report["problem"]["n_params"] == 2 * 16 + 16 + 16
 
 
 def test_running_job_can_be_canceled(server: Embedded) -> None:
