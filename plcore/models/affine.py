@@ -29,7 +29,8 @@ from torch import nn
 
 from plcore.models import onnx_ops as ops
 from plcore.models.layers import Activation, Bias, Conv2d, Dense, Scale
-from plcore.models.onnx_graph import LAYOUT_ONLY, OnnxGraphModule
+from plcore.models.onnx_graph import OnnxGraphModule
+from plcore.models.onnx_layout import LAYOUT_ONLY
 from plcore.models.onnx_params import ParamRef
 
 CONST, AFFINE, NONLINEAR = 0, 1, 2

@@ -11,7 +11,6 @@ method.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import onnx
@@ -20,8 +19,10 @@ from torch import nn
 
 from plcore.errors import ModelFormatError, UnsupportedOperatorError
 from plcore.models import onnx_graph as graph
+from plcore.models import onnx_layout as layout
 from plcore.models import onnx_ops as ops
-from plcore.models.layers import Activation, Bias, Conv2d, Dense, Scale
+from plcore.models.layers import Activation, Bias, Dense
+from plcore.models.onnx_convert_nn import Call, SpatialConverter, text_attr
 
 # ONNX op -> name of the Activation layer / Unary kind / Binary kind (the op name in lower case)
 _ACTIVATION_OPS = {op: op.lower() for op in ("Tanh", "Erf", "Sigmoid", "Softplus", "Relu", "Sin")}
@@ -33,13 +34,8 @@ def _perm(attrs: dict[str, Any]) -> tuple[int, ...] | None:
     return None if attrs.get("perm") is None else tuple(attrs["perm"])
 
 
-def _text(attrs: dict[str, Any], key: str, default: str) -> str:
-    value = attrs.get(key, default)
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _gelu(attrs: dict[str, Any]) -> nn.Module:
-    exact = _text(attrs, "approximate", "none") == "none"
+    exact = text_attr(attrs, "approximate", "none") == "none"
     return Activation("gelu") if exact else ops.Unary("gelu_tanh")
 
 
@@ -54,8 +50,8 @@ _ATTRIBUTE_OPS: dict[str, tuple[Callable[[dict[str, Any]], nn.Module], int | Non
     "Shape": (_shape, 1),
     "Softmax": (lambda a: ops.Softmax(int(a.get("axis", -1)), log=False), 1),
     "LogSoftmax": (lambda a: ops.Softmax(int(a.get("axis", -1)), log=True), 1),
-    "Flatten": (lambda a: graph.Flatten(int(a.get("axis", 1))), 1),
-    "Transpose": (lambda a: graph.Transpose(_perm(a)), 1),
+    "Flatten": (lambda a: layout.Flatten(int(a.get("axis", 1))), 1),
+    "Transpose": (lambda a: layout.Transpose(_perm(a)), 1),
     "Concat": (lambda a: ops.Concat(int(a["axis"])), None),
     "GlobalAveragePool": (lambda a: ops.GlobalPool("avg"), 1),
     "GlobalMaxPool": (lambda a: ops.GlobalPool("max"), 1),
@@ -65,17 +61,7 @@ _ATTRIBUTE_OPS: dict[str, tuple[Callable[[dict[str, Any]], nn.Module], int | Non
 }
 
 
-@dataclass(frozen=True)
-class Call:
-    """One node to convert: the proto, its attributes by name, its inputs and first output."""
-
-    node: onnx.NodeProto
-    attrs: dict[str, Any]
-    ins: list[str]
-    out: str
-
-
-class GraphBuilder(graph.GraphState):
+class GraphBuilder(SpatialConverter):
     """Converts the nodes of one ONNX graph into an interpreter module (``build``)."""
 
     def build(self, output_name: str) -> graph.OnnxGraphModule:
@@ -131,9 +117,9 @@ class GraphBuilder(graph.GraphState):
         """scale * weight @ data on the last two axes, as transpose -> Dense -> transpose."""
         r = self.val(data).ndim
         perm = (*range(r - 2), r - 1, r - 2)
-        t = self.emit(graph.Transpose(perm), [data], self.tmp(out))
+        t = self.emit(layout.Transpose(perm), [data], self.tmp(out))
         y = self.emit(Dense(weight, None, weight_scale=scale), [t], self.tmp(out))
-        return self.emit(graph.Transpose(perm), [y], out)
+        return self.emit(layout.Transpose(perm), [y], out)
 
     def _op_MatMul(self, c: Call) -> None:
         a, b, out = c.ins[0], c.ins[1], c.out
@@ -145,7 +131,7 @@ class GraphBuilder(graph.GraphState):
             if w.ndim == 1:
                 p, f = self.param(b, lambda t: t.reshape(1, -1))
                 y = self.emit(Dense(p, None, weight_scale=f), [a], self.tmp(out))
-                self.emit(graph.Squeeze((-1,)), [y], out)
+                self.emit(layout.Squeeze((-1,)), [y], out)
             elif w.ndim == 2:
                 weight, f = self.param(b, lambda t: t.T)
                 fuse = self.fusable_bias(out, int(weight.shape[0]))
@@ -177,7 +163,7 @@ class GraphBuilder(graph.GraphState):
         if ca == cb:
             y = self.emit(ops.GemmData(alpha, beta, ta, tb), [a, b], self.tmp(out))
         elif cb:
-            x = self.emit(graph.Transpose((1, 0)), [a], self.tmp(out)) if ta else a
+            x = self.emit(layout.Transpose((1, 0)), [a], self.tmp(out)) if ta else a
             weight, fw = self.param(b, (lambda t: t) if tb else (lambda t: t.T))
             n_out = int(weight.shape[0])
             bias, fb = None, 1.0
@@ -189,7 +175,7 @@ class GraphBuilder(graph.GraphState):
             mod = Dense(weight, bias, weight_scale=alpha * fw, bias_scale=beta * fb)
             y = self.emit(mod, [x], out if bias_in is None else self.tmp(out))
         else:
-            x = self.emit(graph.Transpose((1, 0)), [b], self.tmp(out)) if tb else b
+            x = self.emit(layout.Transpose((1, 0)), [b], self.tmp(out)) if tb else b
             weight, fw = self.param(a, (lambda t: t.T) if ta else (lambda t: t))
             target = out if bias_in is None else self.tmp(out)
             y = self._left_dense(weight, x, target, alpha * fw)
@@ -202,128 +188,6 @@ class GraphBuilder(graph.GraphState):
         else:
             scaled = self.emit(ops.Binary("mul"), [bias_in, self.const(beta, out)], self.tmp(out))
             self.emit(ops.Binary("add"), [y, scaled], out)
-
-    # ----- convolution and pooling ----------------------------------------------------------
-    def _spatial_pads(
-        self, c: Call, x: str, kernel: list[int], strides: list[int], dilations: list[int]
-    ) -> tuple[int, int, int, int]:
-        """ONNX pads [h_begin, w_begin, h_end, w_end], resolving auto_pad from the input shape."""
-        auto = _text(c.attrs, "auto_pad", "NOTSET")
-        spatial = self.val(x).shape[2:]
-        if auto in ("SAME_UPPER", "SAME_LOWER"):
-            begin, end = [], []
-            for size, k, s, d in zip(spatial, kernel, strides, dilations, strict=True):
-                total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
-                small, big = total // 2, total - total // 2
-                begin.append(small if auto == "SAME_UPPER" else big)
-                end.append(big if auto == "SAME_UPPER" else small)
-            return (begin[0], begin[1], end[0], end[1])
-        if auto == "VALID":
-            return (0, 0, 0, 0)
-        if auto != "NOTSET":
-            raise self.unsupported(c.node, f"auto_pad={auto!r}")
-        pads = [int(p) for p in c.attrs.get("pads", [0, 0, 0, 0])]
-        return (pads[0], pads[1], pads[2], pads[3])
-
-    def _op_Conv(self, c: Call) -> None:
-        x, wname, attrs = c.ins[0], c.ins[1], c.attrs
-        if not self.is_const(wname) or self.val(wname).ndim != 4 or self.val(x).ndim != 4:
-            raise self.unsupported(c.node, "only 2-D convolutions with initializer weights")
-        w, fw = self.param(wname)
-        b, fb = (
-            self.param(c.ins[2], lambda t: t.reshape(-1))
-            if len(c.ins) > 2 and c.ins[2]
-            else (None, 1.0)
-        )
-        kernel = [int(k) for k in attrs.get("kernel_shape", w.shape[2:])]
-        strides = [int(s) for s in attrs.get("strides", [1, 1])]
-        dil = [int(d) for d in attrs.get("dilations", [1, 1])]
-        hb, wb, he, we = self._spatial_pads(c, x, kernel, strides, dil)
-        padding = (hb, wb)
-        if (hb, wb) != (he, we):
-            x = self.emit(ops.Pad((wb, we, hb, he), 0.0), [x], self.tmp(c.out))
-            padding = (0, 0)
-        groups = int(attrs.get("group", 1))
-        stride, dilation = (strides[0], strides[1]), (dil[0], dil[1])
-        mod = Conv2d(
-            w,
-            b,
-            stride=stride,
-            padding=padding,
-            dilation=dilation,
-            groups=groups,
-            weight_scale=fw,
-            bias_scale=fb,
-        )
-        self.emit(mod, [x], c.out)
-
-    def _pool_geometry(
-        self, c: Call, dilations: list[int]
-    ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int, int, int]]:
-        x = c.ins[0]
-        if self.val(x).ndim != 4:
-            raise self.unsupported(c.node, "only 2-D pooling (NCHW input)")
-        kernel = [int(k) for k in c.attrs["kernel_shape"]]
-        strides = [int(s) for s in c.attrs.get("strides", [1, 1])]
-        hb, wb, he, we = self._spatial_pads(c, x, kernel, strides, dilations)
-        if int(c.attrs.get("ceil_mode", 0)):
-            spatial = self.val(x).shape[2:]
-            pads = (hb + he, wb + we)
-            for size, k, s, d, p in zip(spatial, kernel, strides, dilations, pads, strict=True):
-                if (size + p - (k - 1) * d - 1) % s != 0:
-                    raise self.unsupported(c.node, "ceil_mode=1 with a partial last window")
-        return (kernel[0], kernel[1]), (strides[0], strides[1]), (wb, we, hb, he)
-
-    def _op_AveragePool(self, c: Call) -> None:
-        dil = [int(d) for d in c.attrs.get("dilations", [1, 1])]
-        if dil != [1, 1]:
-            raise self.unsupported(c.node, f"dilations={dil}")
-        kernel, strides, pads = self._pool_geometry(c, dil)
-        exclude = not int(c.attrs.get("count_include_pad", 0))
-        self.emit(ops.AvgPool2d(kernel, strides, pads, exclude), c.ins[:1], c.out)
-
-    def _op_MaxPool(self, c: Call) -> None:
-        dil = [int(d) for d in c.attrs.get("dilations", [1, 1])]
-        kernel, strides, pads = self._pool_geometry(c, dil)
-        self.emit(ops.MaxPool2d(kernel, strides, (dil[0], dil[1]), pads), c.ins[:1], c.out)
-
-    # ----- normalisation --------------------------------------------------------------------
-    def _op_BatchNormalization(self, c: Call) -> None:
-        if int(c.attrs.get("training_mode", 0)):
-            raise self.unsupported(c.node, "training_mode=1")
-        x, scale, bias, mean, var = c.ins[:5]
-        if not all(self.is_const(n) for n in (scale, bias, mean, var)):
-            raise self.unsupported(c.node, "scale, B, mean and var must be initializers")
-        rank = self.val(x).ndim
-        shape = (-1,) + (1,) * (rank - 2)
-        eps = float(c.attrs.get("epsilon", 1e-5))
-        for stat in (mean, var):
-            if self.is_param(stat):
-                self.tracker.bn_stats.add(self.tracker.pexpr[self.name(stat)].init)
-        norm = ops.BatchNormFixed(self.val(mean), self.val(var), eps, rank)
-        h = self.emit(norm, [x], self.tmp(c.out))
-        g, fg = self.param(scale, lambda t: t.reshape(shape))
-        h = self.emit(Scale(g, scale=fg), [h], self.tmp(c.out))
-        b, fb = self.param(bias, lambda t: t.reshape(shape))
-        self.emit(Bias(b, scale=fb), [h], c.out)
-
-    def _op_LayerNormalization(self, c: Call) -> None:
-        ins, out = c.ins, c.out
-        axis, eps = int(c.attrs.get("axis", -1)), float(c.attrs.get("epsilon", 1e-5))
-        h = self.emit(ops.LayerNormPlain(axis, eps), [ins[0]], self.tmp(out))
-        has_bias = len(ins) > 2 and bool(ins[2])
-        target = self.tmp(out) if has_bias else out
-        if self.is_const(ins[1]):
-            g, fg = self.param(ins[1])
-            h = self.emit(Scale(g, scale=fg), [h], target)
-        else:
-            h = self.emit(ops.Binary("mul"), [h, ins[1]], target)
-        if has_bias:
-            if self.is_const(ins[2]):
-                b, fb = self.param(ins[2])
-                self.emit(Bias(b, scale=fb), [h], out)
-            else:
-                self.emit(ops.Binary("add"), [h, ins[2]], out)
 
     # ----- constants and shapes -------------------------------------------------------------
     def _op_Constant(self, c: Call) -> None:
@@ -359,9 +223,9 @@ class GraphBuilder(graph.GraphState):
         allowzero = bool(c.attrs.get("allowzero", 0))
         if self.is_const(c.ins[1]):
             target = tuple(self.ints(c.ins[1], "shape", c.node))
-            self.emit(graph.Reshape(target, allowzero, self.export_batch), c.ins[:1], c.out)
+            self.emit(layout.Reshape(target, allowzero, self.export_batch), c.ins[:1], c.out)
         else:
-            self.emit(graph.Reshape(None, allowzero, None), c.ins[:2], c.out)
+            self.emit(layout.Reshape(None, allowzero, None), c.ins[:2], c.out)
 
     def _op_Expand(self, c: Call) -> None:
         if self.is_const(c.ins[1]):
@@ -375,10 +239,10 @@ class GraphBuilder(graph.GraphState):
             axes = tuple(self.ints(c.ins[1], "axes", c.node))
         else:  # the probe batch has 2 samples, so the batch axis is never squeezed
             axes = tuple(i for i, s in enumerate(self.val(c.ins[0]).shape) if s == 1)
-        self.emit(graph.Squeeze(axes), c.ins[:1], c.out)
+        self.emit(layout.Squeeze(axes), c.ins[:1], c.out)
 
     def _op_Unsqueeze(self, c: Call) -> None:
-        self.emit(graph.Unsqueeze(tuple(self.ints(c.ins[1], "axes", c.node))), c.ins[:1], c.out)
+        self.emit(layout.Unsqueeze(tuple(self.ints(c.ins[1], "axes", c.node))), c.ins[:1], c.out)
 
     def _op_Gather(self, c: Call) -> None:
         if self.val(c.ins[1]).is_floating_point():

@@ -40,6 +40,8 @@ import torch
 from torch import Tensor, nn
 
 from plcore.errors import UnsupportedOperatorError
+from plcore.models import onnx_ops as ops
+from plcore.models.onnx_layout import LAYOUT_ONLY
 
 
 @dataclass(frozen=True)
@@ -102,9 +104,6 @@ class ParameterTracker:
     ) -> ParamExpr | None:
         """The expression of ``module(*ins)`` when it is a layout op or a scalar factor applied to
         one parameter expression (every input a load-time constant), else None."""
-        from plcore.models import onnx_ops as ops
-        from plcore.models.onnx_graph import LAYOUT_ONLY
-
         pos = [k for k, n in enumerate(ins) if n in self.pexpr]
         if len(pos) != 1:
             return None

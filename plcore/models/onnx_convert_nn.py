@@ -1,0 +1,158 @@
+"""What the convolution, pooling and normalisation ONNX operators become (part of
+:class:`plcore.models.onnx_convert.GraphBuilder`): Conv -> :class:`~plcore.models.layers.Conv2d`,
+AveragePool / MaxPool -> steps of :mod:`plcore.models.onnx_ops`, BatchNormalization (inference)
+and LayerNormalization -> a parameter-free normalisation step followed by trainable Scale and
+Bias layers. Scalar factors applied to a weight in the graph are the layers' scales
+(:mod:`plcore.models.onnx_params`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import onnx
+
+from plcore.models import onnx_graph as graph
+from plcore.models import onnx_ops as ops
+from plcore.models.layers import Bias, Conv2d, Scale
+
+
+def text_attr(attrs: dict[str, Any], key: str, default: str) -> str:
+    value = attrs.get(key, default)
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One node to convert: the proto, its attributes by name, its inputs and first output."""
+
+    node: onnx.NodeProto
+    attrs: dict[str, Any]
+    ins: list[str]
+    out: str
+
+
+class SpatialConverter(graph.GraphState):
+    """Conv, pooling and normalisation handlers (``_op_<OpType>``)."""
+
+    # ----- convolution and pooling ----------------------------------------------------------
+    def _spatial_pads(
+        self, c: Call, x: str, kernel: list[int], strides: list[int], dilations: list[int]
+    ) -> tuple[int, int, int, int]:
+        """ONNX pads [h_begin, w_begin, h_end, w_end], resolving auto_pad from the input shape."""
+        auto = text_attr(c.attrs, "auto_pad", "NOTSET")
+        spatial = self.val(x).shape[2:]
+        if auto in ("SAME_UPPER", "SAME_LOWER"):
+            begin, end = [], []
+            for size, k, s, d in zip(spatial, kernel, strides, dilations, strict=True):
+                total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
+                small, big = total // 2, total - total // 2
+                begin.append(small if auto == "SAME_UPPER" else big)
+                end.append(big if auto == "SAME_UPPER" else small)
+            return (begin[0], begin[1], end[0], end[1])
+        if auto == "VALID":
+            return (0, 0, 0, 0)
+        if auto != "NOTSET":
+            raise self.unsupported(c.node, f"auto_pad={auto!r}")
+        pads = [int(p) for p in c.attrs.get("pads", [0, 0, 0, 0])]
+        return (pads[0], pads[1], pads[2], pads[3])
+
+    def _op_Conv(self, c: Call) -> None:
+        x, wname, attrs = c.ins[0], c.ins[1], c.attrs
+        if not self.is_const(wname) or self.val(wname).ndim != 4 or self.val(x).ndim != 4:
+            raise self.unsupported(c.node, "only 2-D convolutions with initializer weights")
+        w, fw = self.param(wname)
+        b, fb = (
+            self.param(c.ins[2], lambda t: t.reshape(-1))
+            if len(c.ins) > 2 and c.ins[2]
+            else (None, 1.0)
+        )
+        kernel = [int(k) for k in attrs.get("kernel_shape", w.shape[2:])]
+        strides = [int(s) for s in attrs.get("strides", [1, 1])]
+        dil = [int(d) for d in attrs.get("dilations", [1, 1])]
+        hb, wb, he, we = self._spatial_pads(c, x, kernel, strides, dil)
+        padding = (hb, wb)
+        if (hb, wb) != (he, we):
+            x = self.emit(ops.Pad((wb, we, hb, he), 0.0), [x], self.tmp(c.out))
+            padding = (0, 0)
+        groups = int(attrs.get("group", 1))
+        stride, dilation = (strides[0], strides[1]), (dil[0], dil[1])
+        mod = Conv2d(
+            w,
+            b,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            weight_scale=fw,
+            bias_scale=fb,
+        )
+        self.emit(mod, [x], c.out)
+
+    def _pool_geometry(
+        self, c: Call, dilations: list[int]
+    ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int, int, int]]:
+        x = c.ins[0]
+        if self.val(x).ndim != 4:
+            raise self.unsupported(c.node, "only 2-D pooling (NCHW input)")
+        kernel = [int(k) for k in c.attrs["kernel_shape"]]
+        strides = [int(s) for s in c.attrs.get("strides", [1, 1])]
+        hb, wb, he, we = self._spatial_pads(c, x, kernel, strides, dilations)
+        if int(c.attrs.get("ceil_mode", 0)):
+            spatial = self.val(x).shape[2:]
+            pads = (hb + he, wb + we)
+            for size, k, s, d, p in zip(spatial, kernel, strides, dilations, pads, strict=True):
+                if (size + p - (k - 1) * d - 1) % s != 0:
+                    raise self.unsupported(c.node, "ceil_mode=1 with a partial last window")
+        return (kernel[0], kernel[1]), (strides[0], strides[1]), (wb, we, hb, he)
+
+    def _op_AveragePool(self, c: Call) -> None:
+        dil = [int(d) for d in c.attrs.get("dilations", [1, 1])]
+        if dil != [1, 1]:
+            raise self.unsupported(c.node, f"dilations={dil}")
+        kernel, strides, pads = self._pool_geometry(c, dil)
+        exclude = not int(c.attrs.get("count_include_pad", 0))
+        self.emit(ops.AvgPool2d(kernel, strides, pads, exclude), c.ins[:1], c.out)
+
+    def _op_MaxPool(self, c: Call) -> None:
+        dil = [int(d) for d in c.attrs.get("dilations", [1, 1])]
+        kernel, strides, pads = self._pool_geometry(c, dil)
+        self.emit(ops.MaxPool2d(kernel, strides, (dil[0], dil[1]), pads), c.ins[:1], c.out)
+
+    # ----- normalisation --------------------------------------------------------------------
+    def _op_BatchNormalization(self, c: Call) -> None:
+        if int(c.attrs.get("training_mode", 0)):
+            raise self.unsupported(c.node, "training_mode=1")
+        x, scale, bias, mean, var = c.ins[:5]
+        if not all(self.is_const(n) for n in (scale, bias, mean, var)):
+            raise self.unsupported(c.node, "scale, B, mean and var must be initializers")
+        rank = self.val(x).ndim
+        shape = (-1,) + (1,) * (rank - 2)
+        eps = float(c.attrs.get("epsilon", 1e-5))
+        for stat in (mean, var):
+            if self.is_param(stat):
+                self.tracker.bn_stats.add(self.tracker.pexpr[self.name(stat)].init)
+        norm = ops.BatchNormFixed(self.val(mean), self.val(var), eps, rank)
+        h = self.emit(norm, [x], self.tmp(c.out))
+        g, fg = self.param(scale, lambda t: t.reshape(shape))
+        h = self.emit(Scale(g, scale=fg), [h], self.tmp(c.out))
+        b, fb = self.param(bias, lambda t: t.reshape(shape))
+        self.emit(Bias(b, scale=fb), [h], c.out)
+
+    def _op_LayerNormalization(self, c: Call) -> None:
+        ins, out = c.ins, c.out
+        axis, eps = int(c.attrs.get("axis", -1)), float(c.attrs.get("epsilon", 1e-5))
+        h = self.emit(ops.LayerNormPlain(axis, eps), [ins[0]], self.tmp(out))
+        has_bias = len(ins) > 2 and bool(ins[2])
+        target = self.tmp(out) if has_bias else out
+        if self.is_const(ins[1]):
+            g, fg = self.param(ins[1])
+            h = self.emit(Scale(g, scale=fg), [h], target)
+        else:
+            h = self.emit(ops.Binary("mul"), [h, ins[1]], target)
+        if has_bias:
+            if self.is_const(ins[2]):
+                b, fb = self.param(ins[2])
+                self.emit(Bias(b, scale=fb), [h], out)
+            else:
+                self.emit(ops.Binary("add"), [h, ins[2]], out)
