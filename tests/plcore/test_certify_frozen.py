@@ -4,6 +4,9 @@ Every certificate is re-checked by the independent GD loop of tests/plcore/certi
 
 from __future__ import annotations
 
+import io
+import warnings
+
 import pytest
 import torch
 
@@ -90,3 +93,21 @@ def test_default_ntk_onnx_report_lists_every_parameter_as_trainable() -> None:
 def test_certify_refuses_a_pattern_that_matches_nothing() -> None:
     with pytest.raises(OptionsError, match="frozen pattern 'hidden' matches no parameter"):
         certify(load_model(SPEC), data(4, 1), CertifyOptions(frozen=["hidden"]))
+
+
+def test_exporter_folded_initializers_are_named_in_the_reasons() -> None:
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(  # default do_constant_folding=True folds 0.1 * b into onnx::Add_*
+            NTKMLP().double().eval(),
+            (torch.zeros(2, 3, dtype=torch.float64),),
+            buf,  # type: ignore[arg-type]
+            dynamo=False,
+            input_names=["x"],
+            dynamic_axes={"x": {0: "n"}},
+        )
+    model = load_onnx_model(buf.getvalue())
+    report = certify(model, data(4, 2), CertifyOptions(budget="fast", validation_steps=5))
+    assert any("look constant-folded by the exporter" in r for r in report.reasons)
+    assert any(p.name.startswith("onnx::Add_") for p in report.parameters)
