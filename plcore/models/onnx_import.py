@@ -349,8 +349,12 @@ def load_onnx_model(data: bytes, *, limits: OnnxLimits | None = None) -> Model:
             "n_nodes": len(proto.graph.node),
             "export_batch": export_batch,
             "parameter_sources": sources,
+            "parameter_shapes": {
+                init: tuple(int(d) for d in builder.tracker.raw[init].shape)
+                for init in sources.values()
+            },
         },
-        notes=_folding_notes(sources.values()),
+        notes=_folding_notes(sources.values()) + builder.tracker.constant_weight_notes(),
     )
 
 

@@ -178,6 +178,17 @@ class ParameterTracker:
         """Graph initializers with >= 2 entries, not BatchNormalization running statistics."""
         return init in self.real_inits and self.raw[init].numel() >= 2 and init not in self.bn_stats
 
+    def constant_weight_notes(self) -> tuple[str, ...]:
+        """A note naming the Constant-node values used as weights (frozen by default)."""
+        names = sorted(n for n in self.params if n not in self.real_inits)
+        if not names:
+            return ()
+        shown = ", ".join(repr(n) for n in names[:5]) + (", ..." if len(names) > 5 else "")
+        return (
+            f"weights {shown} are Constant nodes, not initializers: they are frozen by default; "
+            "name them in the option trainable to train them",
+        )
+
     def finish(self, module: nn.Module) -> dict[str, str]:
         """Set the default ``requires_grad`` and map each module parameter name to its source."""
         source = {id(p): init for init, (p, _) in self.params.items()}

@@ -45,14 +45,17 @@ def public_names(model: Model) -> dict[str, str]:
 def parameter_table(model: Model) -> list[ParameterInfo]:
     """Every parameter tensor of the model (shared ones once), trainable or frozen.
 
-    The shape is the one the model stores; for an ONNX weight whose layout was folded (a
-    transposed MatMul weight) it is the stored layout, with the initializer's entries.
+    The shape is the initializer's for ONNX models (``metadata["parameter_shapes"]``; the
+    module may store a folded layout of it, e.g. a transposed MatMul weight), the module
+    parameter's for JSON specs.
     """
     names = public_names(model)
-    return [
-        ParameterInfo(names[n], tuple(int(d) for d in p.shape), int(p.numel()), p.requires_grad)
-        for n, p in model.module.named_parameters()
-    ]
+    shapes = model.metadata.get("parameter_shapes", {})
+    out: list[ParameterInfo] = []
+    for n, p in model.module.named_parameters():
+        shape = tuple(int(d) for d in shapes.get(names[n], p.shape))
+        out.append(ParameterInfo(names[n], shape, int(p.numel()), p.requires_grad))
+    return out
 
 
 def _matching(patterns: Sequence[str], names: Sequence[str], option: str) -> set[str]:

@@ -245,7 +245,7 @@ class ParameterEntry(_Section):
     """One parameter tensor of the model: differentiated (``trainable``) or frozen."""
 
     name: str = Field(description="ONNX initializer name, or the JSON spec module's parameter name")
-    shape: list[int] = Field(description="shape as the model stores it")
+    shape: list[int] = Field(description="shape of the ONNX initializer or of the spec parameter")
     count: int = Field(description="number of entries")
     trainable: bool = Field(description="differentiated (part of w) or frozen")
 

@@ -308,3 +308,22 @@ def test_batchnorm_running_statistics_are_buffers_and_the_affine_part_is_trainab
     names = {p.name for p in parameter_table(model)}
     assert {"bn.weight", "bn.bias"} <= names
     assert not any("running" in n for n in names)
+
+
+def test_report_shape_is_the_initializers_even_when_the_layout_is_folded() -> None:
+    data, _ = fd_case("scaled_and_transposed")  # W (2, 3) reaches MatMul through a Transpose
+    table = {p.name: p for p in parameter_table(load_onnx_model(data))}
+    assert table["W"].shape == (2, 3) and table["W"].count == 6
+
+
+def test_constant_node_weight_is_frozen_by_default_and_named_in_the_notes() -> None:
+    W = numpy_helper.to_array(f64("W", (3, 2), 13))
+    nodes = [
+        helper.make_node("Constant", [], ["Wc"], value=numpy_helper.from_array(W, "Wc")),
+        helper.make_node("MatMul", ["x", "Wc"], ["h"]),
+        helper.make_node("Add", ["h", "b"], ["y"]),
+    ]
+    model = load_onnx_model(model_f64(nodes, [f64("b", (2,), 14)], 3, 2))
+    assert [(p.name, p.trainable) for p in parameter_table(model)] == [("Wc", False), ("b", True)]
+    assert "'Wc' are Constant nodes, not initializers" in model.notes[0]
+    assert select_parameters(model, trainable=["Wc", "b"]).n_params == 8
