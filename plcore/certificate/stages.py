@@ -119,6 +119,8 @@ def width_stage(ctx: Context, reference: float | None) -> WidthExtrapolation | N
         spec is None
         or spec.get("type") != "mlp"
         or ctx.model.n_params > ctx.budget.width_max_params
+        # the sweep rebuilds the spec at other widths with every parameter trainable
+        or any(not p.requires_grad for p in ctx.model.module.parameters())
     ):
         return None
 
