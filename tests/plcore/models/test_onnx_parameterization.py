@@ -224,6 +224,16 @@ def fd_case(name: str) -> tuple[bytes, list[str]]:
             n("MatMul", ["t", "W"], ["y"]),
         ]
         return model_f64(nodes, [f64("W", (3, 3), 5)], 3, 3), ["W"]
+    if name == "weight_and_general_use":  # y = tanh(x W) exp(0.5 W): one W, two layouts
+        nodes = [
+            c64("half", 0.5),
+            n("MatMul", ["x", "W"], ["h"]),
+            n("Tanh", ["h"], ["t"]),
+            n("Mul", ["W", "half"], ["Wh"]),
+            n("Exp", ["Wh"], ["E"]),
+            n("MatMul", ["t", "E"], ["y"]),
+        ]
+        return model_f64(nodes, [f64("W", (3, 3), 15, 0.5)], 3, 3), ["W"]
     if name == "two_initializers_combined":  # y = x (A + 0.5 B), then Gemm with alpha, beta
         nodes = [
             c64("half", 0.5),
@@ -237,7 +247,13 @@ def fd_case(name: str) -> tuple[bytes, list[str]]:
     raise KeyError(name)
 
 
-FD_CASES = ["scaled_and_transposed", "div_pow_exp", "tied", "two_initializers_combined"]
+FD_CASES = [
+    "scaled_and_transposed",
+    "div_pow_exp",
+    "tied",
+    "weight_and_general_use",
+    "two_initializers_combined",
+]
 
 
 @pytest.mark.parametrize("case", FD_CASES)
