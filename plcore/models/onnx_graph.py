@@ -3,20 +3,24 @@
 :class:`OnnxGraphModule` holds an ordered list of steps (submodules) and their wiring by value
 name; ``forward`` walks them in topological order over an environment of named tensors. The
 layout steps (Flatten, Reshape, Transpose, Squeeze, Unsqueeze), which move entries without
-arithmetic, are defined here because the builder looks through them to find the output
-activation; every other parameter-free step is in :mod:`plcore.models.onnx_ops`.
+arithmetic, are in :mod:`plcore.models.onnx_layout`; every other parameter-free step is in
+:mod:`plcore.models.onnx_ops`.
 
 :class:`GraphState` is the bookkeeping every op conversion shares: value names and aliases, the
-load-time constants, the parameter rule (:meth:`GraphState.param`), the activations and
-non-smooth ops met so far, the Add / Sub / Mul conversion that applies rule 2 of the parameter
-rule, the fusions that look past the current node (MatMul + Add -> Dense, x * sigmoid(x) ->
-SiLU), and the assembly of the module. What each ONNX op becomes is in
+load-time constants, the parameters (:meth:`GraphState.param` for weight slots,
+:meth:`GraphState.materialize` for the general path, both backed by
+:class:`plcore.models.onnx_params.ParameterTracker`), the activations and non-smooth ops met so
+far, the Add / Sub / Mul conversion (an initializer against data becomes a Bias or Scale layer),
+the fusions that look past the current node (MatMul + Add -> Dense, x * sigmoid(x) -> SiLU), and
+the assembly of the module. What each ONNX op becomes is in
 :class:`plcore.models.onnx_convert.GraphBuilder`, a subclass.
 
 Every step runs once on a probe batch as it is added (:meth:`GraphState.emit`), so that each
 value's shape is known at load time (used for auto_pad, BatchNormalization broadcasting and
 Squeeze without axes). A step whose inputs are all load-time constants is evaluated once and its
-result kept as a constant (constant folding).
+result kept as a constant (constant folding) - except that a value derived from an initializer
+is folded only by layout ops and scalar factors (kept as a parameter expression); any other op on
+it runs at run time, so that the parameters stay the initializers themselves.
 """
 
 from __future__ import annotations
