@@ -28,9 +28,11 @@ from plcore.certificate._json import finite_or_none
 from plcore.certificate.budget import get_budget
 from plcore.certificate.checking_run import gd_run, pilot_path, sgd_run, validation_section
 from plcore.certificate.path import PathChecker, path_section
-from plcore.certificate.pl_eps import pl_eps_section
+from plcore.certificate.pl_eps import PLEpsResult, pl_eps_section
 from plcore.certificate.predict_gd import GDConstants, predict_gd, safe_step
 from plcore.certificate.radius import (
+    PROVEN_SLACK,
+    Closure,
     ProbeLike,
     RadiusSearch,
     radius_grid,
@@ -41,6 +43,7 @@ from plcore.certificate.stages import Context, fallback_rho, sgd_stage, width_st
 from plcore.certificate.width import closing_factor
 from plcore.data import check_fits
 from plcore.dataset import Dataset
+from plcore.estimate.analytic import has_analytic_bound
 from plcore.estimate.spectral import InitialQuantities, initial_quantities
 from plcore.hessian import (
     OutputHessianNormResult,
@@ -52,7 +55,7 @@ from plcore.hessian import (
 from plcore.models.base import Model
 from plcore.options import CertifyOptions
 from plcore.progress import CancelCheck, Progress, ProgressCallback
-from plcore.report.schema import Report, Tier, Verdict
+from plcore.report.schema import PLEps, Report, Tier, Verdict
 
 
 def certify(
@@ -120,6 +123,8 @@ def _certify_overparameterized(
 ) -> Report:
     b, p, opt = ctx.budget, ctx.progress, ctx.options
     lam0, J0, r0n, L0 = iq.lambda_min, iq.jacobian_norm, iq.residual_norm, iq.loss
+    # the rigorous tier reads the floating-point-proof values (docs/theory.md, section 15)
+    lam_c, J_c, r_c = iq.lambda_min_lower, iq.jacobian_norm_upper, iq.residual_norm_upper
     h0 = float(hn.value)
     search = None
     if not V.is_singular(lam0, iq.lambda_max) and r0n > 0:
@@ -135,19 +140,34 @@ def _certify_overparameterized(
     rho_a = math.sqrt(lam0) / beta_est if beta_est > 0 else (search.grid[-1] if search else 1.0)
     pb = ctx.proven_beta(rho_a) if lam0 > 0 else None
     beta_star, beta_kind = (pb.beta, "proven") if pb is not None else (beta_est, "estimated")
-    r_star = threshold_within(lam0, J0, beta_star, rho_a if pb is not None else math.inf)
+    # (lambda0, ||J0||, ||r0||) behind r*: floating-point bounds with a proven beta
+    at0 = (lam_c, J_c, r_c) if pb is not None else (lam0, J0, r0n)
+    r_star = threshold_within(at0[0], at0[1], beta_star, rho_a if pb is not None else math.inf)
+    eps = None
+    if (closure is None or closure.tier != "rigorous") and lam0 > 0 and r0n > 0:
+        eps, eps_res = pl_eps_section(
+            *at0, L0, beta_star, beta_kind, beta_est, rho_cap=rho_a if pb is not None else math.inf
+        )
+        eps_closure = _eps_closure(eps, eps_res, beta_star, beta_est)
+        if eps_closure is not None and (
+            closure is None or not closure.closes or eps_closure.tier == "rigorous"
+        ):
+            closure, closes0 = eps_closure, True
+        elif closes0:
+            eps = None  # the search closed (estimated) and PL*_eps adds nothing
     at_init = V.init_closure(
         closes=closes0 or r0n == 0,
-        residual_norm=r0n,
-        lambda0=lam0,
-        jac_norm=J0,
+        residual_norm=at0[2],
+        lambda0=at0[0],
+        jac_norm=at0[1],
         beta=beta_star,
         beta_kind=beta_kind,
         r_star=r_star,
         beta_estimated=beta_est,
     )
     if closure is not None:
-        c = GDConstants(closure.L, closure.beta, closure.mu, r0n, closure.form)
+        r_used = r_c if closure.tier == "rigorous" else r0n
+        c = GDConstants(closure.L, closure.beta, closure.mu, r_used, closure.form)
     else:
         c = GDConstants(J0, h0, lam0, r0n, "constants at w0 only (no radius search)")
     gd = predict_gd(
@@ -158,7 +178,7 @@ def _certify_overparameterized(
         learning_rate=opt.learning_rate,
         lr_convention=opt.lr_convention,
     )
-    sgd = sgd_stage(ctx, iq, c, gd)
+    sgd = sgd_stage(ctx, iq, c, gd, closure.rho if closure is not None else None)
     # checking run, with the path certificate applied at its iterates
     steps = b.validation_steps if opt.validation_steps is None else opt.validation_steps
     checker = PathChecker(
@@ -169,8 +189,15 @@ def _certify_overparameterized(
             second_directional(ctx.model, ctx.X, u, params=w).norm()
         ),
         proven_beta_at=lambda w, rho: ctx.proven_beta(rho, w),
+        certified_spectrum_at=(
+            ctx.certified_spectrum_at
+            if has_analytic_bound(ctx.model) and ctx.model.smooth
+            else None
+        ),
         every=max(1, steps // b.path_checks),
         max_checks=b.path_checks,
+        run_step=gd.step_size,
+        rigorous_only=closes0,  # after an estimated closure at w0 a rigorous one may still come
     )
     assert gd.step_size is not None
     w0 = ctx.model.flat_params()
@@ -181,7 +208,7 @@ def _certify_overparameterized(
         w0,
         step_size=gd.step_size,
         steps=steps,
-        hook=None if closes0 else checker,
+        hook=None if closes0 and closure is not None and closure.tier == "rigorous" else checker,
         progress=p.span(0.5, 0.85),
     )
     sgd_losses = None
@@ -207,9 +234,6 @@ def _certify_overparameterized(
     )
     p.step(0.9, "path certificate")
     path = path_section(checker, rec, r_star, closes0)
-    eps = None
-    if not closes0 and lam0 > 0 and r0n > 0:
-        eps = pl_eps_section(lam0, J0, r0n, L0, beta_star, beta_kind, beta_est)
     p.step(0.92, "width extrapolation")
     width = width_stage(ctx, closing_factor(r0n, lam0, J0, h0))
     decision = V.decide(
@@ -247,6 +271,17 @@ def _certify_overparameterized(
         width=width,
         eps=eps,
     )
+
+
+def _eps_closure(eps: PLEps, res: PLEpsResult, beta_star: float, beta_est: float) -> Closure | None:
+    """The PL*_eps path-length bound as a closure at w0 (eps = 0 certified; docs/theory.md 10)."""
+    if not res.closes or res.rho is None or res.mu is None or res.L_F is None:
+        return None
+    if res.distance is None or not res.distance <= res.rho * (1.0 - PROVEN_SLACK):
+        return None
+    tier: Tier = "rigorous" if eps.tier == "rigorous" else "estimated"
+    beta = beta_star if tier == "rigorous" else beta_est
+    return Closure(tier, "PL*_eps path length", res.rho, res.L_F, beta, res.mu, res.distance)
 
 
 def _search(ctx: Context, iq: InitialQuantities, h0: float) -> RadiusSearch:
@@ -289,6 +324,7 @@ def _search(ctx: Context, iq: InitialQuantities, h0: float) -> RadiusSearch:
         fallback_rho=fallback_rho(lam0, J0, r0n, h0),
         proven_beta=ctx.proven_beta,
         probe=probe,
+        proven_inputs=(iq.lambda_min_lower, iq.jacobian_norm_upper, iq.residual_norm_upper),
     )
 
 

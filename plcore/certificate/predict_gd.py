@@ -1,5 +1,5 @@
 """Gradient-descent predictions of the local PL* theorem (THEORY.md section 3; Liu, Zhu & Belkin
-2022, Theorem 6.1 and its corollary on the number of iterations).
+(2022), "the local PL* theorem for GD" and its count of iterations).
 
 Sum loss L = 1/2 ||F(w) - y||^2. With L_F, beta_F, mu valid on the ball:
 

@@ -152,6 +152,12 @@ def _chain(model: Model) -> list[nn.Module] | None:
     return layers
 
 
+def has_analytic_bound(model: Model) -> bool:
+    """Whether :func:`beta_upper_bound` applies to the model (a chain of Dense and smooth
+    Activation layers on flat inputs, nothing shared)."""
+    return _chain(model) is not None
+
+
 def beta_upper_bound(
     model: Model, X: Tensor, rho: float, *, params: Tensor | None = None
 ) -> AnalyticBound | None:
