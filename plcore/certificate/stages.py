@@ -124,8 +124,9 @@ def _sgd_method(c: GDConstants, ratio: float | None) -> str:
     where = f" (R_SGD is {ratio:.3g} times that radius)" if ratio is not None else ""
     return (
         f"PREDICTION, hypotheses not verified: the guarantee needs PL* and smoothness on "
-        f"B(w0, R_SGD), but mu and beta_F come from '{c.source}' on the GD ball{where}; "
-        f"beta = max_i (||J_i(w0)||^2 + ||r_i(w0)|| beta_F); derived (docs/theory.md, SGD)"
+        f"B(w0, R_SGD), but they are verified on the GD ball only{where}; "
+        f"beta = max_i (||J_i(w0)||^2 + ||r_i(w0)|| beta_F), beta_F and mu from "
+        f"'{c.source}'; derived (docs/theory.md, SGD)"
     )
 
 
