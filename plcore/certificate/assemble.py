@@ -117,6 +117,10 @@ def initial_section(
         max_output_hessian_exhaustive=None if out_hessian is None else out_hessian.exhaustive,
         kernel_method=iq.kernel_method,
         spectrum=[float(v) for v in ev],
+        lambda_min_lower=finite_or_none(iq.lambda_min_lower),
+        jacobian_norm_upper=finite_or_none(iq.jacobian_norm_upper),
+        residual_norm_upper=finite_or_none(iq.residual_norm_upper),
+        lower_bound_method=iq.lower_bound_method,
     )
 
 

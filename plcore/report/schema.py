@@ -65,6 +65,19 @@ class Initial(_Section):
     spectrum: list[float] = Field(
         default_factory=list, description="eigenvalues of K(w0), ascending (at most 2048 kept)"
     )
+    lambda_min_lower: float | None = Field(
+        None,
+        description="lambda_min(K(w0)) >= this in floating point (the rigorous tier's lambda0)",
+    )
+    jacobian_norm_upper: float | None = Field(
+        None, description="||J(w0)||_2 <= this in floating point"
+    )
+    residual_norm_upper: float | None = Field(
+        None, description="||r(w0)|| <= this in floating point"
+    )
+    lower_bound_method: str = Field(
+        "", description="how the floating-point bounds were obtained (docs/theory.md 15)"
+    )
 
 
 class UpperBracket(_Section):
