@@ -28,11 +28,9 @@ from plcore.certificate._json import finite_or_none
 from plcore.certificate.budget import get_budget
 from plcore.certificate.checking_run import gd_run, pilot_path, sgd_run, validation_section
 from plcore.certificate.path import PathChecker, path_section
-from plcore.certificate.pl_eps import PLEpsResult, pl_eps_section
+from plcore.certificate.pl_eps import eps_closure, pl_eps_section
 from plcore.certificate.predict_gd import GDConstants, predict_gd, safe_step
 from plcore.certificate.radius import (
-    PROVEN_SLACK,
-    Closure,
     ProbeLike,
     RadiusSearch,
     radius_grid,
@@ -55,7 +53,7 @@ from plcore.hessian import (
 from plcore.models.base import Model
 from plcore.options import CertifyOptions
 from plcore.progress import CancelCheck, Progress, ProgressCallback
-from plcore.report.schema import PLEps, Report, Tier, Verdict
+from plcore.report.schema import Report, Tier, Verdict
 
 
 def certify(
@@ -148,11 +146,11 @@ def _certify_overparameterized(
         eps, eps_res = pl_eps_section(
             *at0, L0, beta_star, beta_kind, beta_est, rho_cap=rho_a if pb is not None else math.inf
         )
-        eps_closure = _eps_closure(eps, eps_res, beta_star, beta_est)
-        if eps_closure is not None and (
-            closure is None or not closure.closes or eps_closure.tier == "rigorous"
+        closure_eps = eps_closure(eps, eps_res, beta_star, beta_est)
+        if closure_eps is not None and (
+            closure is None or not closure.closes or closure_eps.tier == "rigorous"
         ):
-            closure, closes0 = eps_closure, True
+            closure, closes0 = closure_eps, True
         elif closes0:
             eps = None  # the search closed (estimated) and PL*_eps adds nothing
     at_init = V.init_closure(
@@ -271,17 +269,6 @@ def _certify_overparameterized(
         width=width,
         eps=eps,
     )
-
-
-def _eps_closure(eps: PLEps, res: PLEpsResult, beta_star: float, beta_est: float) -> Closure | None:
-    """The PL*_eps path-length bound as a closure at w0 (eps = 0 certified; docs/theory.md 10)."""
-    if not res.closes or res.rho is None or res.mu is None or res.L_F is None:
-        return None
-    if res.distance is None or not res.distance <= res.rho * (1.0 - PROVEN_SLACK):
-        return None
-    tier: Tier = "rigorous" if eps.tier == "rigorous" else "estimated"
-    beta = beta_star if tier == "rigorous" else beta_est
-    return Closure(tier, "PL*_eps path length", res.rho, res.L_F, beta, res.mu, res.distance)
 
 
 def _search(ctx: Context, iq: InitialQuantities, h0: float) -> RadiusSearch:

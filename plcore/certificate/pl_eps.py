@@ -31,7 +31,8 @@ import math
 from dataclasses import dataclass
 
 from plcore.certificate._json import finite_or_none
-from plcore.report.schema import PLEps
+from plcore.certificate.radius import PROVEN_SLACK, Closure
+from plcore.report.schema import PLEps, Tier
 
 
 @dataclass(frozen=True)
@@ -158,3 +159,15 @@ def pl_eps_section(
         radius_cap=finite_or_none(cap),
     )
     return section, res
+
+
+def eps_closure(eps: PLEps, res: PLEpsResult, beta_star: float, beta_est: float) -> Closure | None:
+    """The PL*_eps path-length closure as a closure at w0 (eps = 0 certified; module docstring),
+    or None. The distance bound must fit the ball with the slack of the proven tier."""
+    if not res.closes or res.rho is None or res.mu is None or res.L_F is None:
+        return None
+    if res.distance is None or not res.distance <= res.rho * (1.0 - PROVEN_SLACK):
+        return None
+    tier: Tier = "rigorous" if eps.tier == "rigorous" else "estimated"
+    beta = beta_star if tier == "rigorous" else beta_est
+    return Closure(tier, "PL*_eps path length", res.rho, res.L_F, beta, res.mu, res.distance)
