@@ -33,6 +33,7 @@ from plcore.certificate.predict_gd import GDConstants, predict_gd, safe_step
 from plcore.certificate.radius import (
     ProbeLike,
     RadiusSearch,
+    proven_closure,
     radius_grid,
     search_radius,
     threshold_within,
@@ -141,6 +142,11 @@ def _certify_overparameterized(
     # (lambda0, ||J0||, ||r0||) behind r*: floating-point bounds with a proven beta
     at0 = (lam_c, J_c, r_c) if pb is not None else (lam0, J0, r0n)
     r_star = threshold_within(at0[0], at0[1], beta_star, rho_a if pb is not None else math.inf)
+    if pb is not None and (closure is None or closure.tier != "rigorous"):
+        # the grid may step over a narrow closing interval: solve for it with this beta directly
+        direct = proven_closure(lam_c, J_c, r_c, pb, rho_a)
+        if direct is not None:
+            closure, closes0 = direct, True
     eps = None
     if (closure is None or closure.tier != "rigorous") and lam0 > 0 and r0n > 0:
         eps, eps_res = pl_eps_section(

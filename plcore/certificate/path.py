@@ -28,6 +28,7 @@ from torch import Tensor
 
 from plcore.certificate._json import finite_or_none
 from plcore.certificate.checking_run import RunRecord, bound_violations
+from plcore.certificate.predict_gd import safe_step
 from plcore.certificate.radius import PROVEN_SLACK, ProvenBeta, threshold_within
 from plcore.estimate.bounds import certificate_gap, residual_threshold
 from plcore.estimate.psd import norm_upper
@@ -204,7 +205,7 @@ def _hit(
     s = math.sqrt(lam) - beta * rho
     mu = s * s
     L = J + beta * rho
-    eta = 1.0 / (L * L + beta * rn)
+    eta = safe_step(L, beta, rn)
     if eta_run is not None and eta_run < eta:
         eta = eta_run
     return PathHit(

@@ -31,6 +31,7 @@ import math
 from dataclasses import dataclass
 
 from plcore.certificate._json import finite_or_none
+from plcore.certificate.predict_gd import safe_step
 from plcore.certificate.radius import PROVEN_SLACK, Closure
 from plcore.report.schema import PLEps, Tier
 
@@ -65,7 +66,7 @@ def _at(
     s = math.sqrt(lambda0) - beta * rho
     L = jac_norm + beta * rho
     mu = s * s
-    eta = 1.0 / (L * L + beta * r0)
+    eta = safe_step(L, beta, r0)
     q = max(1.0 - eta * mu, 0.0)
     sq = math.sqrt(q)
     x = rho * (1.0 - sq) / (eta * L * r0)

@@ -332,6 +332,29 @@ def search_radius(
     return RadiusSearch(tuple(grid), tuple(balls), ball, closure)
 
 
+def proven_closure(
+    lambda0: float, jac_norm: float, residual_norm: float, pb: ProvenBeta, rho_cap: float
+) -> Closure | None:
+    """The rigorous closure at the closed-form closing radius rho_c of the bound form with a beta
+    proven on B(w0, rho_cap), when rho_c <= rho_cap (then the constants hold on B(w0, rho_c)).
+    Inputs are the floating-point bounds of docs/theory.md, section 15. This is the r* test of
+    ``at_init`` turned into a certificate: ||r0|| <= r* within rho_cap iff rho_c exists."""
+    if not lambda0 > 0:
+        return None
+    rc = closing_radius(lambda0, jac_norm, pb.beta, residual_norm)
+    if rc is None or not rc > 0:
+        return None
+    rc *= 1.0 + 1e-6  # off the root, for the slack of closes_proven
+    if rc > rho_cap:
+        return None
+    ball = _proven(lambda0, jac_norm, rc, pb)
+    if not closes_proven(ball.L_ub, ball.mu_lb, residual_norm, rc):
+        return None
+    assert ball.L_ub is not None and ball.mu_lb is not None
+    R = required_radius(ball.L_ub, residual_norm, ball.mu_lb)
+    return Closure("rigorous", "proven bounds", rc, ball.L_ub, pb.beta, ball.mu_lb, R)
+
+
 def threshold_within(lambda0: float, jac_norm: float, beta: float, rho_max: float) -> float:
     """r* = max over rho <= rho_max of rho (sqrt(lambda0) - beta rho)^2 / (2 (||J0|| + beta rho))
     (THEORY.md section 4), for a beta valid on B(w0, rho_max) only. g is unimodal, so the max

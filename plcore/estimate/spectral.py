@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from plcore.dataset import Dataset
 from plcore.errors import ShapeMismatchError
@@ -23,6 +23,7 @@ from plcore.estimate.psd import (
 )
 from plcore.kernel import KernelMethod, outputs, resolve_kernel_method, tangent_kernel
 from plcore.models.base import Model
+from plcore.models.layers import Activation, Dense
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,19 @@ class CertifiedSpectrum:
     method: str
 
 
+def kernel_accumulation_length(model: Model) -> int:
+    """M for the kernel of ``model`` (:func:`plcore.estimate.psd.accumulation_length`). Chains of
+    Dense layers: m + 4 (modules + 2). Convolutions and broadcast parameters (Bias, Scale) make
+    the structured kernel sum over pairs of positions as well, so prod(input_shape)^2 per module
+    is added: generous, but a valid chain length for every kernel method."""
+    modules = list(model.module.modules())
+    M = accumulation_length(model.n_params, len(modules))
+    plain = (Dense, Activation, nn.Identity, nn.Flatten, nn.Sequential)
+    if any(not isinstance(mod, plain) for mod in modules):
+        M += math.prod(model.input_shape) ** 2 * len(modules)
+    return M
+
+
 def certified_spectrum(
     K: Tensor, model: Model, eigenvalues: Tensor | None = None
 ) -> CertifiedSpectrum:
@@ -93,7 +107,7 @@ def certified_spectrum(
     factorizations of K - s I and s I - K with the backward-error margin of Higham (2002),
     Theorem 10.3, and the Gram-product rounding gamma_M tr(K) (:mod:`plcore.estimate.psd`).
     ``eigenvalues`` (ascending, from eigvalsh) only place the shifts."""
-    M = accumulation_length(model.n_params, sum(1 for _ in model.module.modules()))
+    M = kernel_accumulation_length(model)
     lo_est = None if eigenvalues is None else float(eigenvalues[0])
     hi_est = None if eigenvalues is None else float(eigenvalues[-1])
     lo = certified_lambda_min_lower(K, accumulation=M, estimate=lo_est)

@@ -240,3 +240,20 @@ def test_proven_closure_uses_the_floating_point_inputs() -> None:
     assert search_radius(**kwargs).closure.tier == "rigorous"  # type: ignore[arg-type]
     res = search_radius(**kwargs, proven_inputs=(0.1, J, r))  # type: ignore[arg-type]
     assert res.closure.tier == "estimated"  # R = 2 * 1 * 0.01 / 0.1 = 0.2 > 0.1
+
+
+def test_direct_proven_closure_solves_for_the_closing_radius_within_the_valid_ball() -> None:
+    from plcore.certificate.radius import proven_closure
+
+    lam, J, beta = 1.0, 1.0, 1.0
+    thr = residual_threshold(lam, J, beta)
+    pb = ProvenBeta(beta, None, "constant")
+    r = thr.r_star * 0.999
+    c = proven_closure(lam, J, r, pb, rho_cap=thr.rho_star * 2)
+    assert c is not None and c.tier == "rigorous" and c.rho <= thr.rho_star * 2
+    L, mu = bound_form(lam, J, beta, c.rho)
+    radius = c.R
+    assert radius is not None and c.rho >= radius
+    assert radius == pytest.approx(required_radius(L, r, mu))
+    assert proven_closure(lam, J, r, pb, rho_cap=thr.rho_star * 0.5) is None  # beyond the ball
+    assert proven_closure(lam, J, thr.r_star * 1.001, pb, rho_cap=10.0) is None  # above r*

@@ -84,3 +84,15 @@ def test_floating_point_lower_bound_is_refused_when_k_is_singular() -> None:
     model = tiny_mlp([3, 1], seed=0)  # m = 4 < N = 6: K singular
     q = initial_quantities(model, tiny_data(6, 3, 1))
     assert q.lambda_min_lower == 0.0
+
+
+def test_accumulation_length_covers_position_sums_of_convolutions() -> None:
+    from plcore.estimate.spectral import kernel_accumulation_length
+    from tests.plcore.audit.family import cnn
+
+    dense = tiny_mlp([3, 4, 1], seed=0)
+    n_mod = sum(1 for _ in dense.module.modules())
+    assert kernel_accumulation_length(dense) == dense.n_params + 4 * (n_mod + 2)
+    conv = cnn("tanh", seed=0)  # 3x3 images: 9^2 = 81 position pairs per module at most
+    n_conv = sum(1 for _ in conv.module.modules())
+    assert kernel_accumulation_length(conv) >= conv.n_params + 81 * n_conv
