@@ -30,6 +30,7 @@ from torch import Tensor
 
 from plcore.certificate._json import finite_or_none
 from plcore.certificate.radius import Closure
+from plcore.estimate.analytic import shared_structure
 from plcore.estimate.bounds import residual_threshold
 from plcore.estimate.spectral import InitialQuantities
 from plcore.models.base import Model
@@ -102,13 +103,21 @@ def singular_kernel_reason(
 
 
 def model_notes(model: Model, y: Tensor) -> list[str]:
-    """Reasons that qualify any verdict: non-smooth ops, saturating outputs."""
+    """Reasons that qualify any verdict: non-smooth ops, shared modules or parameters (no
+    proven bound), saturating outputs."""
     notes = []
     if not model.smooth:
         ops = ", ".join(model.nonsmooth_ops) or "an op"
         notes.append(
             f"heuristic: the model uses {ops}, which is not twice differentiable; the "
             "theorem assumes a smooth F, so every constant here is an estimate"
+        )
+    shared = shared_structure(model.module)
+    if shared is not None:
+        notes.append(
+            f"no proven beta_F (rigorous tier refused): {shared}; the layer-by-layer Hessian "
+            "bound treats every module as its own block of parameters, so a model that applies "
+            "one module or parameter in two places gets estimates only"
         )
     out = model.output_activation
     if out in _RANGES:

@@ -90,3 +90,18 @@ def test_rigorous_certificate_is_replayed_by_an_independent_gd(
     _replay(report, F)
     assert all(not s.hypotheses_verified for s in report.sgd)
     assert math.isfinite(report.initial.lambda_min)
+
+
+def test_tied_model_is_never_rigorous_even_when_it_closes() -> None:
+    from tests.plcore.audit.family import tied_mlp
+
+    model = tied_mlp("tanh", seed=2, width=6)
+    X = inputs(3, (3,), 5)
+    F0 = FlatMap.of(model.module, X, torch.zeros(3))
+    y = _targets(F0, "near", seed=3)
+    data = Dataset(X=X, y=y.reshape(3, 1), sha256="audit-tied")
+    opts = CertifyOptions(budget="fast", validation_steps=20, batch_sizes=[], seed=0)
+    report = certify(model, data, opts)
+    assert report.tier == "estimated"
+    assert report.constants.beta_F.upper_bound is None
+    assert any("rigorous tier refused" in r for r in report.reasons)

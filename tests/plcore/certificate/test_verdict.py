@@ -242,3 +242,11 @@ def test_pl_eps_closure_reason_names_the_path_length_bound() -> None:
         0.5,
     )
     assert v == ("certified", "rigorous") and "path-length bound" in reasons[0]
+
+
+def test_tied_model_is_told_why_it_gets_no_proven_bound() -> None:
+    from tests.plcore.audit.family import tied_mlp
+
+    notes = model_notes(tied_mlp("tanh", seed=0), torch.zeros(2, 1))
+    assert any("rigorous tier refused" in n and "shared" in n for n in notes)
+    assert not any("refused" in n for n in model_notes(mlp(linear_spec(3)), torch.zeros(2, 1)))
