@@ -38,11 +38,15 @@ class Context:
     gen: torch.Generator
     progress: Progress
     _last_kernel: tuple[Tensor, Tensor, Tensor] | None = field(default=None, repr=False)
+    _norms: tuple[Tensor | None, dict[int, float]] | None = field(default=None, repr=False)
 
     def proven_beta(self, rho: float, w: Tensor | None = None) -> ProvenBeta | None:
         if not math.isfinite(rho):
             return None
-        ab = beta_upper_bound(self.model, self.X, rho, params=w)
+        # ||W_j||_2 bounds depend on w only: reuse them across the radii tried at one point
+        if self._norms is None or self._norms[0] is not w:
+            self._norms = (w, {})
+        ab = beta_upper_bound(self.model, self.X, rho, params=w, norm_cache=self._norms[1])
         if ab is None:
             return None
         return ProvenBeta(ab.beta_upper, ab.jacobian_upper, f"analytic {ab.method} bound")

@@ -159,13 +159,20 @@ def has_analytic_bound(model: Model) -> bool:
 
 
 def beta_upper_bound(
-    model: Model, X: Tensor, rho: float, *, params: Tensor | None = None
+    model: Model,
+    X: Tensor,
+    rho: float,
+    *,
+    params: Tensor | None = None,
+    norm_cache: dict[int, float] | None = None,
 ) -> AnalyticBound | None:
     """Upper bounds on sup_{B(w, rho)} ||H_F|| and sup_B ||J||_2 (derivation: module docstring).
 
     Returns None when the model is not a chain of Dense and twice-differentiable Activation
     layers on flat inputs (e.g. ReLU, convolutions), or when a module or a parameter is shared
     (:func:`shared_structure`): no bound is known then.
+    ``norm_cache`` (layer index -> upper bound of ||W_j||_2) is read and filled when given: the
+    caller keeps one per parameter vector, since the norms do not depend on rho.
     """
     if not (rho >= 0) or math.isinf(rho):
         raise OptionsError(f"rho must be finite and >= 0, got {rho}")
@@ -196,7 +203,12 @@ def beta_upper_bound(
         if isinstance(m, Dense):
             W = param(m, "weight")
             s, t = m.weight_scale, m.bias_scale
-            nW = spectral_norm_upper(W) + rho
+            nW0 = None if norm_cache is None else norm_cache.get(j)
+            if nW0 is None:
+                nW0 = spectral_norm_upper(W)
+                if norm_cache is not None:
+                    norm_cache[j] = nW0
+            nW = nW0 + rho
             has_b = m.bias is not None
             nb = float(param(m, "bias").norm()) + rho if has_b else 0.0
             tb = t if has_b else 0.0

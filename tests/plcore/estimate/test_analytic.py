@@ -188,3 +188,16 @@ def test_a_parameter_shared_by_two_modules_gets_no_proven_bound() -> None:
 
 def test_untied_chain_has_no_shared_structure() -> None:
     assert shared_structure(tiny_mlp([3, 4, 4, 1], seed=0).module) is None
+
+
+def test_norm_cache_gives_the_same_bound_and_is_filled_once() -> None:
+    model = tiny_mlp([3, 5, 4, 1], seed=3)
+    X = tiny_data(2, 3, 1).X
+    cache: dict[int, float] = {}
+    a = beta_upper_bound(model, X, 0.2, norm_cache=cache)
+    filled = dict(cache)
+    b = beta_upper_bound(model, X, 0.2, norm_cache=cache)
+    plain = beta_upper_bound(model, X, 0.2)
+    assert a is not None and b is not None and plain is not None
+    assert len(filled) == 3 and cache == filled
+    assert a.beta_upper == b.beta_upper == plain.beta_upper
