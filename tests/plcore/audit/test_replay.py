@@ -105,3 +105,23 @@ def test_tied_model_is_never_rigorous_even_when_it_closes() -> None:
     assert report.tier == "estimated"
     assert report.constants.beta_F.upper_bound is None
     assert any("rigorous tier refused" in r for r in report.reasons)
+
+
+@pytest.mark.slow
+def test_wide_ntk_tanh_path_certificate_turns_rigorous_after_an_estimated_closure() -> None:
+    """Issue 7, item 4: NTK tanh MLP, width 4096, one hidden layer, 16 points. The path checker
+    used to stop at its first (estimated) closure; it now keeps looking and finds a rigorous one,
+    which an independent GD replays."""
+    import dataclasses
+
+    from tests.plcore.certify_cases import mlp as spec_mlp
+    from tests.plcore.certify_cases import ntk_tanh_spec, unit_sphere_data
+
+    model = dataclasses.replace(spec_mlp(ntk_tanh_spec(4096)), spec=None)  # no width sweep
+    data = unit_sphere_data()
+    opts = CertifyOptions(budget="fast", validation_steps=280, batch_sizes=[], seed=0)
+    report = certify(model, data, opts)
+    assert (report.verdict, report.tier) == ("certified", "rigorous"), report.reasons
+    assert report.path.tier == "rigorous" and "estimated closure at step" in report.path.note
+    F = FlatMap.of(model.module, data.X, data.y.reshape(-1))
+    _replay(report, F)
