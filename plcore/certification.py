@@ -28,11 +28,12 @@ from plcore.certificate._json import finite_or_none
 from plcore.certificate.budget import get_budget
 from plcore.certificate.checking_run import gd_run, pilot_path, sgd_run, validation_section
 from plcore.certificate.path import PathChecker, path_section
-from plcore.certificate.pl_eps import pl_eps_section
+from plcore.certificate.pl_eps import eps_closure, pl_eps_section
 from plcore.certificate.predict_gd import GDConstants, predict_gd, safe_step
 from plcore.certificate.radius import (
     ProbeLike,
     RadiusSearch,
+    proven_closure,
     radius_grid,
     search_radius,
     threshold_within,
@@ -41,6 +42,7 @@ from plcore.certificate.stages import Context, fallback_rho, sgd_stage, width_st
 from plcore.certificate.width import closing_factor
 from plcore.data import check_fits
 from plcore.dataset import Dataset
+from plcore.estimate.analytic import has_analytic_bound
 from plcore.estimate.spectral import InitialQuantities, initial_quantities
 from plcore.hessian import (
     OutputHessianNormResult,
@@ -123,6 +125,8 @@ def _certify_overparameterized(
 ) -> Report:
     b, p, opt = ctx.budget, ctx.progress, ctx.options
     lam0, J0, r0n, L0 = iq.lambda_min, iq.jacobian_norm, iq.residual_norm, iq.loss
+    # the rigorous tier reads the floating-point-proof values (docs/theory.md, section 15)
+    lam_c, J_c, r_c = iq.lambda_min_lower, iq.jacobian_norm_upper, iq.residual_norm_upper
     h0 = float(hn.value)
     search = None
     if not V.is_singular(lam0, iq.lambda_max) and r0n > 0:
@@ -138,19 +142,39 @@ def _certify_overparameterized(
     rho_a = math.sqrt(lam0) / beta_est if beta_est > 0 else (search.grid[-1] if search else 1.0)
     pb = ctx.proven_beta(rho_a) if lam0 > 0 else None
     beta_star, beta_kind = (pb.beta, "proven") if pb is not None else (beta_est, "estimated")
-    r_star = threshold_within(lam0, J0, beta_star, rho_a if pb is not None else math.inf)
+    # (lambda0, ||J0||, ||r0||) behind r*: floating-point bounds with a proven beta
+    at0 = (lam_c, J_c, r_c) if pb is not None else (lam0, J0, r0n)
+    r_star = threshold_within(at0[0], at0[1], beta_star, rho_a if pb is not None else math.inf)
+    if pb is not None and (closure is None or closure.tier != "rigorous"):
+        # the grid may step over a narrow closing interval: solve for it with this beta directly
+        direct = proven_closure(lam_c, J_c, r_c, pb, rho_a)
+        if direct is not None:
+            closure, closes0 = direct, True
+    eps = None
+    if (closure is None or closure.tier != "rigorous") and lam0 > 0 and r0n > 0:
+        eps, eps_res = pl_eps_section(
+            *at0, L0, beta_star, beta_kind, beta_est, rho_cap=rho_a if pb is not None else math.inf
+        )
+        closure_eps = eps_closure(eps, eps_res, beta_star, beta_est)
+        if closure_eps is not None and (
+            closure is None or not closure.closes or closure_eps.tier == "rigorous"
+        ):
+            closure, closes0 = closure_eps, True
+        elif closes0:
+            eps = None  # the search closed (estimated) and PL*_eps adds nothing
     at_init = V.init_closure(
         closes=closes0 or r0n == 0,
-        residual_norm=r0n,
-        lambda0=lam0,
-        jac_norm=J0,
+        residual_norm=at0[2],
+        lambda0=at0[0],
+        jac_norm=at0[1],
         beta=beta_star,
         beta_kind=beta_kind,
         r_star=r_star,
         beta_estimated=beta_est,
     )
     if closure is not None:
-        c = GDConstants(closure.L, closure.beta, closure.mu, r0n, closure.form)
+        r_used = r_c if closure.tier == "rigorous" else r0n
+        c = GDConstants(closure.L, closure.beta, closure.mu, r_used, closure.form)
     else:
         c = GDConstants(J0, h0, lam0, r0n, "constants at w0 only (no radius search)")
     gd = predict_gd(
@@ -161,7 +185,7 @@ def _certify_overparameterized(
         learning_rate=opt.learning_rate,
         lr_convention=opt.lr_convention,
     )
-    sgd = sgd_stage(ctx, iq, c, gd)
+    sgd = sgd_stage(ctx, iq, c, gd, closure.rho if closure is not None else None)
     # checking run, with the path certificate applied at its iterates
     steps = b.validation_steps if opt.validation_steps is None else opt.validation_steps
     checker = PathChecker(
@@ -172,8 +196,15 @@ def _certify_overparameterized(
             second_directional(ctx.model, ctx.X, u, params=w).norm()
         ),
         proven_beta_at=lambda w, rho: ctx.proven_beta(rho, w),
+        certified_spectrum_at=(
+            ctx.certified_spectrum_at
+            if has_analytic_bound(ctx.model) and ctx.model.smooth
+            else None
+        ),
         every=max(1, steps // b.path_checks),
         max_checks=b.path_checks,
+        run_step=gd.step_size,
+        rigorous_only=closes0,  # after an estimated closure at w0 a rigorous one may still come
     )
     assert gd.step_size is not None
     w0 = ctx.model.flat_params()
@@ -184,7 +215,7 @@ def _certify_overparameterized(
         w0,
         step_size=gd.step_size,
         steps=steps,
-        hook=None if closes0 else checker,
+        hook=None if closes0 and closure is not None and closure.tier == "rigorous" else checker,
         progress=p.span(0.5, 0.85),
     )
     sgd_losses = None
@@ -210,9 +241,6 @@ def _certify_overparameterized(
     )
     p.step(0.9, "path certificate")
     path = path_section(checker, rec, r_star, closes0)
-    eps = None
-    if not closes0 and lam0 > 0 and r0n > 0:
-        eps = pl_eps_section(lam0, J0, r0n, L0, beta_star, beta_kind, beta_est)
     p.step(0.92, "width extrapolation")
     width = width_stage(ctx, closing_factor(r0n, lam0, J0, h0))
     decision = V.decide(
@@ -292,6 +320,7 @@ def _search(ctx: Context, iq: InitialQuantities, h0: float) -> RadiusSearch:
         fallback_rho=fallback_rho(lam0, J0, r0n, h0),
         proven_beta=ctx.proven_beta,
         probe=probe,
+        proven_inputs=(iq.lambda_min_lower, iq.jacobian_norm_upper, iq.residual_norm_upper),
     )
 
 

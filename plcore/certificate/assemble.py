@@ -119,6 +119,10 @@ def initial_section(
         max_output_hessian_exhaustive=None if out_hessian is None else out_hessian.exhaustive,
         kernel_method=iq.kernel_method,
         spectrum=[float(v) for v in ev],
+        lambda_min_lower=finite_or_none(iq.lambda_min_lower),
+        jacobian_norm_upper=finite_or_none(iq.jacobian_norm_upper),
+        residual_norm_upper=finite_or_none(iq.residual_norm_upper),
+        lower_bound_method=iq.lower_bound_method,
     )
 
 
@@ -192,8 +196,16 @@ def conventions(model: Model) -> dict[str, str]:
         "step_size_mse_mean = s eta / 2 for the batch-mean MSE",
         "brackets": "estimate = extreme value over probe points (lower estimate of a sup, upper "
         "estimate of an inf); upper_bound / lower_bound = proven, or null",
-        "tiers": "rigorous: proven constants (analytic Hessian bound) and exact quantities at the "
-        "starting point; estimated: rests on probe estimates of a sup or an inf",
+        "tiers": "rigorous: proven constants (analytic Hessian bound) and floating-point bounds "
+        "of lambda_min(K), ||J|| and ||r|| at the starting point; estimated: rests on probe "
+        "estimates of a sup or an inf",
+        "floating_point": "rigorous numbers carry explicit rounding margins (shifted Cholesky for "
+        "lambda_min(K) and ||J||, gamma_N for ||r||, activation constants rounded up; "
+        "docs/theory.md section 15); not yet covered: the rounding inside the evaluation of F "
+        "and J themselves (the proof is for the Jacobian as evaluated)",
+        "sgd_status": "prediction: PL* and smoothness are not verified on B(w0, R_SGD)",
+        "width_extrapolation": "estimated: beta at w0 from the power method, extrapolated",
+        "citation": "Liu, Zhu & Belkin (2022), cited by the content of a result, not by number",
     }
     if not model.smooth:
         c["relu"] = "heuristic: not twice differentiable"

@@ -102,7 +102,7 @@ def gd_run(
         ratios.append(float(g @ g) / (2.0 * loss) if loss > 0 else math.nan)
         if hook is not None:
             new = hook(t, w, r, g)
-            if new is not None and switched_at is None:
+            if new is not None:  # the latest switch counts (an estimated, then a rigorous one)
                 eta, switched_at = new, t
         if t < steps:
             w = w - eta * g
@@ -180,11 +180,14 @@ def validation_section(
     sgd_batch_size: int | None = None,
 ) -> Validation:
     """The report's ``validation``: bound_held is checked only when ``applicable`` (the
-    certificate closed at w0 and ``rate`` is its 1 - eta mu); else null."""
+    certificate closed at w0 and ``rate`` is its 1 - eta mu), up to the step where the run
+    switched to a path certificate's step; else null."""
     bound_held: bool | None = None
     first: int | None = None
     if applicable and rate is not None:
-        bad = bound_violations(rec.losses, float(rec.losses[0]), rate, rec.loss_atol)
+        # after a switch to a path certificate's step the w0 rate no longer applies: check up to it
+        end = len(rec.losses) if rec.switched_at is None else rec.switched_at + 1
+        bad = bound_violations(rec.losses[:end], float(rec.losses[0]), rate, rec.loss_atol)
         bound_held = bad.size == 0
         first = int(bad[0]) if bad.size else None
     idx = downsample_indices(len(rec.losses))

@@ -28,8 +28,10 @@ from torch import Tensor
 
 from plcore.certificate._json import finite_or_none
 from plcore.certificate.checking_run import RunRecord, bound_violations
-from plcore.certificate.radius import ProvenBeta
+from plcore.certificate.predict_gd import safe_step
+from plcore.certificate.radius import PROVEN_SLACK, ProvenBeta, threshold_within
 from plcore.estimate.bounds import certificate_gap, residual_threshold
+from plcore.estimate.psd import norm_upper
 from plcore.report.schema import PathCertificate
 
 Tier = str
@@ -60,11 +62,18 @@ class PathChecker:
     """Hook for :func:`plcore.certificate.checking_run.gd_run` (see module docstring).
 
     Attributes:
-        spectrum_at: w -> (lambda_min(K(w)), ||J(w)||_2), exact (eigh).
+        spectrum_at: w -> (lambda_min(K(w)), ||J(w)||_2) from eigvalsh (estimates).
         beta_estimate: estimated beta_F from w0 (max Hessian norm over w0 and the probes).
         hessian_norm_at: w -> ||H_F(w)|| (power method, a lower estimate).
         second_directional_norm: (w, u) -> ||H_F(w)[u, u]|| (a cheap lower bound of ||H_F(w)||).
         proven_beta_at: (w, rho) -> analytic bound on B(w, rho), or None (no proven tier).
+        certified_spectrum_at: w -> (lower bound of lambda_min(K(w)), upper bound of ||J(w)||)
+            that hold in floating point (docs/theory.md, section 15); None: no rigorous tier.
+        run_step: the step the run uses now; a hit whose certified step is larger keeps it (the
+            theorem holds for every eta <= 1 / (L_F^2 + beta ||r||), at rate 1 - eta mu).
+        rigorous_only: look for rigorous closures only (the certificate closed at w0 with
+            estimates already).
+        estimated_hit: an estimated closure that a later rigorous one replaced (``hit``).
     """
 
     spectrum_at: Callable[[Tensor], tuple[float, float]]
@@ -72,10 +81,14 @@ class PathChecker:
     hessian_norm_at: Callable[[Tensor], float]
     second_directional_norm: Callable[[Tensor, Tensor], float]
     proven_beta_at: Callable[[Tensor, float], ProvenBeta | None]
+    certified_spectrum_at: Callable[[Tensor], tuple[float, float]] | None = None
     every: int = 1
     max_checks: int = 50
+    run_step: float | None = None
+    rigorous_only: bool = False
     hit: PathHit | None = None
     hit_w: Tensor | None = None
+    estimated_hit: PathHit | None = None
     checks: int = 0
     last_check: int = -(10**9)
     max_distance_after: float = 0.0
@@ -83,11 +96,17 @@ class PathChecker:
     notes: list[str] = field(default_factory=list)
 
     def __call__(self, t: int, w: Tensor, r: Tensor, g: Tensor) -> float | None:
-        """Check step t; on the first closing check return the certified step, which the
-        checking run then uses from t on (so the rest of the run IS the certified GD)."""
+        """Check step t; on a closing check return the certified step, which the checking run
+        then uses from t on (so the rest of the run IS the certified GD), or None when the run's
+        step is already within it. After an estimated closure the checks go on, looking for a
+        rigorous one (which then replaces it)."""
         if self.hit is not None:
             assert self.hit_w is not None
             self.max_distance_after = max(self.max_distance_after, float((w - self.hit_w).norm()))
+            if self.hit.tier == "rigorous":
+                return None
+        rigorous_only = self.rigorous_only or self.hit is not None
+        if rigorous_only and self.certified_spectrum_at is None:
             return None
         rn = float(r.norm())
         gn = float(g.norm())
@@ -101,38 +120,49 @@ class PathChecker:
             return None
         self.checks += 1
         self.last_check = t
-        hit = self.full_check(t, w, rn)
+        hit = self.full_check(t, w, rn, r, rigorous_only=rigorous_only)
         if hit is None:
             return None
+        if self.hit is not None:
+            self.estimated_hit = self.hit
         self.hit = hit
         self.hit_w = w.detach().clone()
+        self.max_distance_after = 0.0
+        if self.run_step is not None and self.run_step <= hit.step_size:
+            return None
+        self.run_step = hit.step_size
         return hit.step_size
 
-    def full_check(self, t: int, w: Tensor, rn: float) -> PathHit | None:
-        """Exact lambda_t and J_t; the proven beta on B(w_t, rho) for a few rho, else the
-        estimated beta (max of w0's estimate and ||H_F(w_t)||)."""
+    def full_check(
+        self, t: int, w: Tensor, rn: float, r: Tensor | None = None, *, rigorous_only: bool = False
+    ) -> PathHit | None:
+        """lambda_t and J_t; the proven beta on B(w_t, rho) for a few rho with the floating-point
+        bounds of lambda_t, J_t and ||r_t|| (rigorous), else the estimated beta (max of w0's
+        estimate and ||H_F(w_t)||) with the eigvalsh values (estimated). The reported r*(w_t) is
+        the maximum over the balls the beta holds on (the constrained value)."""
         lam, J = self.spectrum_at(w)
         if not lam > 0:
             return None
         R_t = 2.0 * J * rn / lam
-        for factor in (2.0, 8.0, 32.0):
-            pb = self.proven_beta_at(w, factor * R_t)
-            if pb is None:
-                break
-            thr = residual_threshold(lam, J, pb.beta)
-            rho = min(thr.rho_star, factor * R_t)
-            if certificate_gap(rho, lam, J, pb.beta) >= rn:
-                return _hit(
-                    t,
-                    "rigorous",
-                    rn,
-                    lam,
-                    J,
-                    pb.beta,
-                    rho,
-                    residual_threshold(lam, J, pb.beta).r_star,
-                    pb.method,
-                )
+        eta_run = self.run_step
+        if self.certified_spectrum_at is not None:
+            lam_c, J_c = self.certified_spectrum_at(w)
+            rn_c = norm_upper(r) if r is not None else rn
+            for factor in (2.0, 8.0, 32.0) if lam_c > 0 else ():
+                pb = self.proven_beta_at(w, factor * R_t)
+                if pb is None:
+                    break
+                thr = residual_threshold(lam_c, J_c, pb.beta)
+                rho = min(thr.rho_star, factor * R_t)
+                gap = certificate_gap(rho, lam_c, J_c, pb.beta) * (1.0 - PROVEN_SLACK)
+                s_t = math.sqrt(lam_c) - pb.beta * rho
+                if gap >= rn_c and s_t >= 1e-4 * (J_c + pb.beta * rho):
+                    r_star = threshold_within(lam_c, J_c, pb.beta, factor * R_t)
+                    return _hit(
+                        t, "rigorous", rn_c, lam_c, J_c, pb.beta, rho, r_star, pb.method, eta_run
+                    )
+        if rigorous_only:
+            return None
         # beta >= beta_estimate, so r* with beta_estimate bounds r* from above: the Hessian norm
         # at w_t (the expensive part) is only computed when that bound lets the check pass
         thr = residual_threshold(lam, J, self.beta_estimate)
@@ -154,6 +184,7 @@ class PathChecker:
                 rho,
                 thr.r_star,
                 "max of the Hessian norms at w0, the probes and w_t (estimated)",
+                eta_run,
             )
         return None
 
@@ -168,11 +199,15 @@ def _hit(
     rho: float,
     r_star: float,
     method: str,
+    eta_run: float | None = None,
 ) -> PathHit:
+    """The GD constants at w_t; the step is the certified one, or the run's if that is smaller."""
     s = math.sqrt(lam) - beta * rho
     mu = s * s
     L = J + beta * rho
-    eta = 1.0 / (L * L + beta * rn)
+    eta = safe_step(L, beta, rn)
+    if eta_run is not None and eta_run < eta:
+        eta = eta_run
     return PathHit(
         step=t,
         tier=tier,
@@ -215,7 +250,7 @@ def path_section(
     bound_held_after checks L_t <= (1 - eta_run mu)^(t - t*) L_t* and ||w_t - w_t*|| <= R when
     the run's step is within the step certified at t*."""
     thr = finite_or_none(r_star)
-    if closes0:
+    if closes0 and checker.hit is None:
         return PathCertificate(
             residual_threshold=thr,
             certified_from_step=0,
@@ -235,8 +270,15 @@ def path_section(
         rec.losses, float(rec.losses[hit.step]), hit.rate, rec.loss_atol, start=hit.step
     )
     held = bad.size == 0 and checker.max_distance_after <= hit.radius * (1 + 1e-9)
-    note = (
-        f"from step {hit.step} the checking run used the certified step {hit.step_size:.4g}; "
+    before = checker.estimated_hit
+    earlier = (
+        f"an estimated closure at step {before.step} was followed by this rigorous one; "
+        if before is not None
+        else ("the certificate closed at w0 with estimates; " if closes0 else "")
+    )
+    note = earlier + (
+        f"from step {hit.step} the checking run used a step <= the certified step "
+        f"({hit.step_size:.4g}); "
         f"checked L_t <= rate^(t - t*) L_t* and ||w_t - w_t*|| <= R on the remaining "
         f"{len(rec.losses) - 1 - hit.step} steps (max distance {checker.max_distance_after:.4g})"
     )

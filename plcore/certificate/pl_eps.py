@@ -1,5 +1,5 @@
 """PL*_eps: the smallest loss GD provably reaches when exact interpolation cannot be certified
-(THEORY.md section 7; Liu, Zhu & Belkin 2022, section 5, "almost over-parameterized" systems).
+(THEORY.md section 7; Liu, Zhu & Belkin (2022), "almost over-parameterized systems, PL*_eps").
 
 On B(w0, rho) with rho < sqrt(lambda0) / beta the bounds of THEORY.md section 4 give PL* with
 mu(rho) = (sqrt(lambda0) - beta rho)^2 and L_F(rho) = ||J0|| + beta rho. GD with
@@ -15,7 +15,14 @@ L(w_T) <= q^T L0. The largest such T is
 
 (T = infinity when x >= 1: then the exact certificate closes, since 1 - q^{1/2} >= eta mu / 2 makes
 x >= 1 whenever R = 2 L_F ||r0|| / mu <= rho), and eps(rho) = q^{T(rho)} L0: PL* holds on the
-sublevel path down to eps. This module minimises eps(rho) over a grid of rho.
+sublevel path down to eps. This module minimises eps(rho) over a grid of rho in
+(0, min(sqrt(lambda0) / beta, rho_cap)], where rho_cap is the radius of the ball that the proven
+beta was computed on (a beta bound says nothing about larger balls).
+
+When x >= 1 at some rho, the path-length bound itself keeps every iterate in B(w0, rho) for ever:
+that is a certificate of exact interpolation (``closes``), with total distance
+D = eta L_F ||r0|| / (1 - q^{1/2}) <= rho; it can close where R(rho) = 2 L_F ||r0|| / mu <= rho
+fails (1 - q^{1/2} >= eta mu / 2 is only a bound), and the verdict uses it.
 """
 
 from __future__ import annotations
@@ -24,7 +31,9 @@ import math
 from dataclasses import dataclass
 
 from plcore.certificate._json import finite_or_none
-from plcore.report.schema import PLEps
+from plcore.certificate.predict_gd import safe_step
+from plcore.certificate.radius import PROVEN_SLACK, Closure
+from plcore.report.schema import PLEps, Tier
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,8 @@ class PLEpsResult:
         eps: q^T L0 at the best rho (0.0 when ``closes``), None when no rho gives mu > 0.
         iterations: T, the steps that reach ``eps`` (None when ``closes`` or no rho).
         rho, step, rate, mu: the ball and the GD constants that give it.
+        L_F: ||J0|| + beta rho on that ball.
+        distance: when ``closes``, the path-length bound eta L_F ||r0|| / (1 - sqrt(rate)) <= rho.
     """
 
     closes: bool
@@ -45,6 +56,8 @@ class PLEpsResult:
     step: float | None
     rate: float | None
     mu: float | None
+    L_F: float | None = None
+    distance: float | None = None
 
 
 def _at(
@@ -53,7 +66,7 @@ def _at(
     s = math.sqrt(lambda0) - beta * rho
     L = jac_norm + beta * rho
     mu = s * s
-    eta = 1.0 / (L * L + beta * r0)
+    eta = safe_step(L, beta, r0)
     q = max(1.0 - eta * mu, 0.0)
     sq = math.sqrt(q)
     x = rho * (1.0 - sq) / (eta * L * r0)
@@ -71,9 +84,11 @@ def pl_eps(
     loss0: float,
     beta: float,
     n_grid: int = 400,
+    rho_cap: float = math.inf,
 ) -> PLEpsResult:
-    """The smallest certified loss level eps over rho in (0, sqrt(lambda0) / beta) (see module
-    docstring). ``beta`` is a bound (proven tier) or an estimate (estimated tier) of beta_F."""
+    """The smallest certified loss level eps over rho in (0, min(sqrt(lambda0) / beta, rho_cap)]
+    (see module docstring). ``beta`` is a bound (proven tier) or an estimate (estimated tier) of
+    beta_F; ``rho_cap`` the radius of the ball it holds on."""
     if not (lambda0 > 0 and residual_norm > 0):
         return PLEpsResult(
             residual_norm == 0, 0.0 if residual_norm == 0 else None, None, None, None, None, None
@@ -82,12 +97,18 @@ def pl_eps(
         # F is linear on every ball: the certificate closes for rho >= R.
         return PLEpsResult(True, 0.0, None, None, None, None, lambda0)
     rho_max = math.sqrt(lambda0) / beta
+    last = n_grid - 1
+    if rho_cap < rho_max:  # the closed ball B(w0, rho_cap) is where beta holds: include it
+        rho_max, last = rho_cap, n_grid
     best: PLEpsResult | None = None
-    for k in range(1, n_grid):
+    for k in range(1, last + 1):
         rho = rho_max * k / n_grid
         eta, T, q, mu = _at(lambda0, jac_norm, residual_norm, beta, rho)
         if T is None:
-            return PLEpsResult(True, 0.0, None, rho, eta, q, mu)
+            L = jac_norm + beta * rho
+            sq = math.sqrt(q)
+            dist = eta * L * residual_norm / (1.0 - sq) if sq < 1.0 else math.inf
+            return PLEpsResult(True, 0.0, None, rho, eta, q, mu, L, dist)
         eps = loss0 * q**T
         if best is None or best.eps is None or eps < best.eps:
             best = PLEpsResult(False, eps, T, rho, eta, q, mu)
@@ -103,21 +124,30 @@ def pl_eps_section(
     beta: float,
     kind: str,
     beta_estimated: float | None = None,
-) -> PLEps:
+    rho_cap: float = math.inf,
+) -> tuple[PLEps, PLEpsResult]:
     """The report's ``pl_eps`` with the beta behind r* (``kind`` "proven" or "estimated"). When a
     proven beta certifies no step at all (T = 0), the estimated beta is used instead and the
-    section says so (tier estimated)."""
-    res = pl_eps(lambda0=lam0, jac_norm=J0, residual_norm=r0n, loss0=L0, beta=beta)
+    section says so (tier estimated). ``rho_cap``: the ball the proven beta holds on (the scan
+    stays inside it). Returns the section and the raw result (for a closure)."""
+    cap = rho_cap if kind == "proven" else math.inf
+    res = pl_eps(lambda0=lam0, jac_norm=J0, residual_norm=r0n, loss0=L0, beta=beta, rho_cap=cap)
     note = ""
     if kind == "proven" and res.iterations == 0 and beta_estimated is not None:
         res = pl_eps(lambda0=lam0, jac_norm=J0, residual_norm=r0n, loss0=L0, beta=beta_estimated)
         note = f" (the proven beta_F = {beta:.4g} certifies no step: estimated beta used)"
-        kind, beta = "estimated", beta_estimated
-    return PLEps(
+        kind, beta, cap = "estimated", beta_estimated, math.inf
+    section = PLEps(
         eps=finite_or_none(res.eps) if res.eps is not None else None,
         iterations=res.iterations,
         method=(
-            f"smallest q^T L0 over balls B(w0, rho), rho < sqrt(lambda0)/beta, such that the "
+            "smallest q^T L0 over balls B(w0, rho), rho < sqrt(lambda0)/beta"
+            + (
+                f" and rho <= {cap:.4g} (the ball the proven beta holds on)"
+                if cap < math.inf
+                else ""
+            )
+            + ", such that the "
             f"GD path-length bound keeps T steps inside the ball ({kind} beta_F = {beta:.4g}; "
             f"docs/theory.md, PL*_eps){note}"
         ),
@@ -126,4 +156,19 @@ def pl_eps_section(
         step_size=res.step,
         rate=res.rate,
         mu=res.mu,
+        closes=res.closes,
+        radius_cap=finite_or_none(cap),
     )
+    return section, res
+
+
+def eps_closure(eps: PLEps, res: PLEpsResult, beta_star: float, beta_est: float) -> Closure | None:
+    """The PL*_eps path-length closure as a closure at w0 (eps = 0 certified; module docstring),
+    or None. The distance bound must fit the ball with the slack of the proven tier."""
+    if not res.closes or res.rho is None or res.mu is None or res.L_F is None:
+        return None
+    if res.distance is None or not res.distance <= res.rho * (1.0 - PROVEN_SLACK):
+        return None
+    tier: Tier = "rigorous" if eps.tier == "rigorous" else "estimated"
+    beta = beta_star if tier == "rigorous" else beta_est
+    return Closure(tier, "PL*_eps path length", res.rho, res.L_F, beta, res.mu, res.distance)

@@ -1,5 +1,5 @@
 """Gradient-descent predictions of the local PL* theorem (THEORY.md section 3; Liu, Zhu & Belkin
-2022, Theorem 6.1 and its corollary on the number of iterations).
+(2022), "the local PL* theorem for GD" and its count of iterations).
 
 Sum loss L = 1/2 ||F(w) - y||^2. With L_F, beta_F, mu valid on the ball:
 
@@ -22,11 +22,17 @@ from plcore.report.schema import GD, PlannedLearningRate
 def safe_step(L_F: float, beta_F: float, residual_norm: float) -> float:
     """eta = 1 / (L_F^2 + beta_F ||r||): the descent lemma's step for the loss Hessian bound
     ||H_L|| <= ||J||^2 + ||r|| ||H_F|| <= L_F^2 + beta_F ||r|| along a path where ||r|| does not
-    grow (THEORY.md section 3)."""
+    grow (THEORY.md section 3). The float64 value is lowered by a relative 1e-14 so that it never
+    exceeds the exact 1 / (L_F^2 + beta_F ||r||) of its inputs (four roundings of <= u each;
+    docs/theory.md, section 15)."""
     denom = L_F * L_F + beta_F * residual_norm
     if not denom > 0:
         raise ValueError(f"L_F^2 + beta_F ||r|| must be > 0, got L_F={L_F}, beta_F={beta_F}")
-    return 1.0 / denom
+    return (1.0 / denom) * (1.0 - STEP_SLACK)
+
+
+#: relative lowering of the computed step (covers the rounding of 1 / (L_F^2 + beta_F ||r||))
+STEP_SLACK = 1e-14
 
 
 def mse_step_from_sum(eta: float, n: int) -> float:

@@ -1,6 +1,6 @@
 """Mini-batch SGD predictions (THEORY.md section 6). DERIVED here and in docs/theory.md
-(section "SGD"), in the spirit of Liu, Zhu & Belkin 2022, section 6 (Theorem 6.3) and Bassily,
-Belkin & Ma 2018; the printed constants could not be checked, so the report labels them derived.
+(section "SGD"), in the spirit of Liu, Zhu & Belkin (2022), "SGD under PL*", and Bassily,
+Belkin & Ma (2018); the printed constants could not be checked, so the report labels them derived.
 
 Setting: L = sum_i l_i, l_i = 1/2 ||f(w; x_i) - y_i||^2, each l_i beta-smooth on the ball, L mu-PL*
 (1/2-normalized). A batch is s indices drawn uniformly with replacement; the update is

@@ -1,5 +1,5 @@
-"""The radius search of the local PL* theorem (THEORY.md section 3; Liu, Zhu & Belkin 2022,
-Theorem 4.2 / 6.1 with the constants of section 4).
+"""The radius search of the local PL* theorem (THEORY.md section 3; Liu, Zhu & Belkin (2022),
+"the local PL* theorem for GD", with the perturbation constants of THEORY.md section 4).
 
 The theorem needs constants (L_F, beta_F, mu) on a ball B(w0, rho) with
 
@@ -28,11 +28,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from plcore.estimate.bounds import certificate_gap, residual_threshold
+from plcore.estimate.bounds import certificate_gap, closing_radius, residual_threshold
 from plcore.progress import Progress
 
 Tier = Literal["rigorous", "estimated"]
-ClosureForm = Literal["proven bounds", "bounds with estimated beta", "probe estimates"]
+ClosureForm = Literal[
+    "proven bounds", "bounds with estimated beta", "probe estimates", "PL*_eps path length"
+]
 
 
 class ProbeLike(Protocol):
@@ -160,6 +162,19 @@ def _closes(L: float | None, mu: float | None, residual_norm: float, rho: float)
     return L is not None and mu is not None and required_radius(L, residual_norm, mu) <= rho
 
 
+#: relative slack of the proven inequality R(rho) <= rho (1 - PROVEN_SLACK): covers the rounding
+#: of the few dozen float64 operations behind R and mu (docs/theory.md, section 15)
+PROVEN_SLACK = 1e-9
+
+
+def closes_proven(L: float | None, mu: float | None, residual_norm: float, rho: float) -> bool:
+    """R(rho) <= rho (1 - 1e-9), and sqrt(mu) >= 1e-4 L_F >= 1e-4 sqrt(lambda0), so that the
+    subtraction sqrt(lambda0) - beta rho behind mu lost at most 4 of 16 digits."""
+    if L is None or mu is None or not (mu > 0 and mu >= 1e-8 * L * L):
+        return False
+    return required_radius(L, residual_norm, mu) <= rho * (1.0 - PROVEN_SLACK)
+
+
 def _covers(probe: object, rho: float) -> bool:
     """The probes reached the boundary of the ball (a record at distance >= 0.99 rho): raw probe
     extremes certify nothing about a ball they never left the centre of."""
@@ -180,6 +195,7 @@ def search_radius(
     probe: Callable[[float], ProbeLike],
     fallback_rho: float | None = None,
     progress: Progress | None = None,
+    proven_inputs: tuple[float, float, float] | None = None,
 ) -> RadiusSearch:
     """Search the grid for the smallest rho with R(rho) <= rho.
 
@@ -190,8 +206,14 @@ def search_radius(
             the ball of radius ``fallback_rho`` is probed (for the report's brackets).
         proven_beta: rho -> analytic bound on B(w0, rho), or None where none is known.
         probe: rho -> probes of B(w0, rho) (lower estimates of L_F, beta_F; upper of mu).
+        proven_inputs: (lambda0 lower bound, ||J0|| upper bound, ||r0|| upper bound) that hold in
+            floating point (docs/theory.md, section 15), used with the proven beta; None uses
+            the three values above as they are.
 
-    First the proven bounds are tried on the whole grid (cheap, no probes); then balls are
+    First the proven bounds are tried on the whole grid (cheap, no probes): at each rho_k the
+    closing radius of the bound form with the proven beta of B(w0, rho_k) is solved in closed
+    form (``closing_radius``), so a closing interval narrower than the grid step is not missed;
+    it closes at rho_c <= rho_k (the beta of the larger ball holds on the smaller). Then balls are
     probed in increasing order until the estimates close, or the ratio R/rho grew twice in a row
     (R(rho) outgrows rho, no closure ahead). The chosen ball is always probed.
     """
@@ -205,14 +227,23 @@ def search_radius(
     prog = progress or Progress()
     proven: dict[float, BallConstants] = {}
     rigorous_rho: float | None = None
+    lam_p, J_p, r_p = proven_inputs or (lambda0, jac_norm, residual_norm)
     for rho in () if nothing_closes else grid:
         pb = proven_beta(rho)
         if pb is None:
             break
-        proven[rho] = _proven(lambda0, jac_norm, rho, pb)
-        if _closes(proven[rho].L_ub, proven[rho].mu_lb, residual_norm, rho):
+        proven[rho] = _proven(lam_p, J_p, rho, pb)
+        if closes_proven(proven[rho].L_ub, proven[rho].mu_lb, r_p, rho):
             rigorous_rho = rho
             break
+        rc = closing_radius(lam_p, J_p, pb.beta, r_p) if lam_p > 0 else None
+        rc = None if rc is None else rc * (1.0 + 1e-6)  # off the root, for the slack
+        if rc is not None and 0 < rc <= rho:
+            inner = _proven(lam_p, J_p, rc, pb)
+            if closes_proven(inner.L_ub, inner.mu_lb, r_p, rc):
+                proven[rc] = inner
+                rigorous_rho = rc
+                break
 
     def probed(rho: float) -> BallConstants:
         p = probe(rho)
@@ -244,7 +275,7 @@ def search_radius(
             ball.L_ub,
             ball.beta_ub,
             ball.mu_lb,
-            required_radius(ball.L_ub, residual_norm, ball.mu_lb),
+            required_radius(ball.L_ub, r_p, ball.mu_lb),
         )
         return RadiusSearch(tuple(grid), (ball,), ball, closure)
 
@@ -299,6 +330,29 @@ def search_radius(
         R if math.isfinite(R) else None,
     )
     return RadiusSearch(tuple(grid), tuple(balls), ball, closure)
+
+
+def proven_closure(
+    lambda0: float, jac_norm: float, residual_norm: float, pb: ProvenBeta, rho_cap: float
+) -> Closure | None:
+    """The rigorous closure at the closed-form closing radius rho_c of the bound form with a beta
+    proven on B(w0, rho_cap), when rho_c <= rho_cap (then the constants hold on B(w0, rho_c)).
+    Inputs are the floating-point bounds of docs/theory.md, section 15. This is the r* test of
+    ``at_init`` turned into a certificate: ||r0|| <= r* within rho_cap iff rho_c exists."""
+    if not lambda0 > 0:
+        return None
+    rc = closing_radius(lambda0, jac_norm, pb.beta, residual_norm)
+    if rc is None or not rc > 0:
+        return None
+    rc *= 1.0 + 1e-6  # off the root, for the slack of closes_proven
+    if rc > rho_cap:
+        return None
+    ball = _proven(lambda0, jac_norm, rc, pb)
+    if not closes_proven(ball.L_ub, ball.mu_lb, residual_norm, rc):
+        return None
+    assert ball.L_ub is not None and ball.mu_lb is not None
+    R = required_radius(ball.L_ub, residual_norm, ball.mu_lb)
+    return Closure("rigorous", "proven bounds", rc, ball.L_ub, pb.beta, ball.mu_lb, R)
 
 
 def threshold_within(lambda0: float, jac_norm: float, beta: float, rho_max: float) -> float:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -18,7 +18,7 @@ from plcore.certificate.width import closing_factor, width_sweep
 from plcore.dataset import Dataset
 from plcore.estimate.analytic import beta_upper_bound
 from plcore.estimate.bounds import residual_threshold
-from plcore.estimate.spectral import InitialQuantities, initial_quantities
+from plcore.estimate.spectral import InitialQuantities, certified_spectrum, initial_quantities
 from plcore.hessian import hessian_tensor_norm
 from plcore.kernel import tangent_kernel
 from plcore.models.base import Model
@@ -39,13 +39,18 @@ class Context:
     budget: Budget
     gen: torch.Generator
     progress: Progress
+    _last_kernel: tuple[Tensor, Tensor, Tensor] | None = field(default=None, repr=False)
+    _norms: tuple[Tensor | None, dict[int, float]] | None = field(default=None, repr=False)
 
     def proven_beta(self, rho: float, w: Tensor | None = None) -> ProvenBeta | None:
         if not math.isfinite(rho):
             return None
         if self.model.affine_in_params:  # H_F = 0 identically (plcore.models.affine)
             return ProvenBeta(0.0, None, AFFINE_BETA_METHOD)
-        ab = beta_upper_bound(self.model, self.X, rho, params=w)
+        # ||W_j||_2 bounds depend on w only: reuse them across the radii tried at one point
+        if self._norms is None or self._norms[0] is not w:
+            self._norms = (w, {})
+        ab = beta_upper_bound(self.model, self.X, rho, params=w, norm_cache=self._norms[1])
         if ab is None:
             return None
         return ProvenBeta(ab.beta_upper, ab.jacobian_upper, f"analytic {ab.method} bound")
@@ -64,9 +69,23 @@ class Context:
         )
 
     def spectrum(self, w: Tensor) -> tuple[float, float]:
+        """(lambda_min(K(w)), ||J(w)||_2) from eigvalsh (estimates up to rounding)."""
         K = tangent_kernel(self.model, self.X, self.options.kernel_method, params=w)
         ev = torch.linalg.eigvalsh(K)
+        self._last_kernel = (w, K, ev)
         return max(float(ev[0]), 0.0), math.sqrt(max(float(ev[-1]), 0.0))
+
+    def certified_spectrum_at(self, w: Tensor) -> tuple[float, float]:
+        """(lower bound of lambda_min(K(w)), upper bound of ||J(w)||_2) in floating point
+        (docs/theory.md, section 15); reuses the kernel of the last :meth:`spectrum` at w."""
+        last = self._last_kernel
+        if last is not None and last[0] is w:
+            K, ev = last[1], last[2]
+        else:
+            K = tangent_kernel(self.model, self.X, self.options.kernel_method, params=w)
+            ev = None
+        cert = certified_spectrum(K, self.model, ev)
+        return cert.lambda_min_lower, cert.jacobian_norm_upper
 
 
 def fallback_rho(lam0: float, J0: float, r0n: float, h0: float) -> float:
@@ -76,7 +95,12 @@ def fallback_rho(lam0: float, J0: float, r0n: float, h0: float) -> float:
     return thr.rho_star if 0 < thr.rho_star < math.inf else 2.0 * J0 * r0n / lam0
 
 
-def sgd_stage(ctx: Context, iq: InitialQuantities, c: GDConstants, gd: GD) -> list[SGDPrediction]:
+def sgd_stage(
+    ctx: Context, iq: InitialQuantities, c: GDConstants, gd: GD, rho: float | None
+) -> list[SGDPrediction]:
+    """SGD predictions, labelled as such: the guarantee needs PL* and smoothness on
+    B(w0, R_SGD), but mu and beta_F come from the GD ball B(w0, rho) and R_SGD is usually far
+    larger, so its hypotheses are not verified (``hypotheses_verified`` false)."""
     if not ctx.options.batch_sizes:
         return []
     K0 = tangent_kernel(ctx.model, ctx.X, ctx.options.kernel_method)
@@ -90,11 +114,28 @@ def sgd_stage(ctx: Context, iq: InitialQuantities, c: GDConstants, gd: GD) -> li
         target_loss=gd.target_loss or 1e-6 * iq.loss,
         confidence=ctx.options.sgd_confidence,
     )
-    method = (
+    out = [
+        s.model_copy(
+            update={
+                "radius_ratio": (
+                    s.radius / rho if s.radius is not None and rho is not None and rho > 0 else None
+                ),
+                "hypotheses_verified": False,
+            }
+        )
+        for s in out
+    ]
+    return [s.model_copy(update={"method": _sgd_method(c, s.radius_ratio)}) for s in out]
+
+
+def _sgd_method(c: GDConstants, ratio: float | None) -> str:
+    where = f" (R_SGD is {ratio:.3g} times that radius)" if ratio is not None else ""
+    return (
+        f"PREDICTION, hypotheses not verified: the guarantee needs PL* and smoothness on "
+        f"B(w0, R_SGD), but they are verified on the GD ball only{where}; "
         f"beta = max_i (||J_i(w0)||^2 + ||r_i(w0)|| beta_F), beta_F and mu from "
         f"'{c.source}'; derived (docs/theory.md, SGD)"
     )
-    return [s.model_copy(update={"method": method}) for s in out]
 
 
 def w0_closing_factor(

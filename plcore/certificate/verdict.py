@@ -10,8 +10,10 @@ Rules, in order:
    may become non-singular along training: the path certificate decides, else ``inconclusive``.
 3. The certificate closes at w0 (proven constants: rigorous; estimates: estimated) and the
    checking run agrees: ``certified``.
+   An estimated closure at w0 followed by a rigorous path certificate (rule 4) is rigorous.
 4. It closes at a step t* of the checking run and the rest of the run agrees: ``certified``
-   (tier of the constants used at t*).
+   (tier of the constants used at t*). After an estimated closure the run keeps looking for a
+   rigorous one, which then replaces it.
 5. Otherwise ``not_certified``, tier ``estimated``: the certificate could not be established
    with the measured constants. That is no proof that GD fails (the theorem's conditions are
    sufficient, not necessary), so only rules 1 and 2 give a rigorous ``not_certified``.
@@ -28,6 +30,7 @@ from torch import Tensor
 
 from plcore.certificate._json import finite_or_none
 from plcore.certificate.radius import Closure
+from plcore.estimate.analytic import shared_structure
 from plcore.estimate.bounds import residual_threshold
 from plcore.estimate.spectral import InitialQuantities
 from plcore.models.base import Model
@@ -100,13 +103,21 @@ def singular_kernel_reason(
 
 
 def model_notes(model: Model, y: Tensor) -> list[str]:
-    """Reasons that qualify any verdict: non-smooth ops, saturating outputs."""
+    """Reasons that qualify any verdict: non-smooth ops, shared modules or parameters (no
+    proven bound), saturating outputs."""
     notes = []
     if not model.smooth:
         ops = ", ".join(model.nonsmooth_ops) or "an op"
         notes.append(
             f"heuristic: the model uses {ops}, which is not twice differentiable; the "
             "theorem assumes a smooth F, so every constant here is an estimate"
+        )
+    shared = shared_structure(model.module)
+    if shared is not None:
+        notes.append(
+            f"no proven beta_F (rigorous tier refused): {shared}; the layer-by-layer Hessian "
+            "bound treats every module as its own block of parameters, so a model that applies "
+            "one module or parameter in two places gets estimates only"
         )
     out = model.output_activation
     if out in _RANGES:
@@ -239,18 +250,33 @@ def decide(
         return "inconclusive", "estimated"
     if closure is not None and closure.closes:
         tier: Tier = closure.tier if closure.tier is not None and model.smooth else "estimated"
+        radius_text = (
+            f"the path-length bound eta L_F ||r0|| / (1 - sqrt(1 - eta mu)) = {g(closure.R)} "
+            f"<= rho (PL*_eps with eps = 0)"
+            if closure.form == "PL*_eps path length"
+            else f"R = 2 L_F ||r0|| / mu = {g(closure.R)} <= rho"
+        )
         reasons.insert(
             0,
             (
                 f"certified at w0 ({tier}, {closure.form}): on B(w0, rho = {g(closure.rho)}) "
                 f"L_F = {g(closure.L)}, beta_F = {g(closure.beta)}, mu = {g(closure.mu)} give "
-                f"R = 2 L_F ||r0|| / mu = {g(closure.R)} <= rho, so GD with the certified step "
+                f"{radius_text}, so GD with the certified step "
                 f"converges to zero loss at a linear rate and stays within R of w0"
             ),
         )
         if bound_held is False:
             reasons.insert(0, contradiction_reason("L_t <= (1 - eta mu)^t L_0", first_violation))
             return "inconclusive", tier
+        upgrade = (
+            tier == "estimated"
+            and path_tier == "rigorous"
+            and path.certified_from_step is not None
+            and path.bound_held_after is True
+        )
+        if upgrade:
+            reasons.insert(1, path_reason + " (rigorous, after the estimated closure at w0)")
+            return "certified", "rigorous"
         return "certified", tier
     reasons.insert(0, init_failure_reason(at_init, beta_star, beta_kind))
     if path.certified_from_step is not None:

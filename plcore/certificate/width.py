@@ -6,6 +6,11 @@ at smaller hidden widths (all hidden widths scaled by the same fraction, same se
 parameterization and a linear output, ||H_F|| = O~(width^-1/2) while lambda0, ||J0|| and ||r0||
 converge (THEORY.md section 5), so log(factor) is close to linear in log(width) with slope near
 -1/2. A least-squares line through (log width, log factor) is extrapolated to factor = 1.
+
+Tier: always estimated (:func:`width_note`): beta at w0 from the power method is a lower estimate
+of the sup over a ball, and the extrapolation runs over decades; with two or more hidden layers
+the proven bound (plcore.estimate.analytic) is O(1) in the width, so the predicted closing width
+can never become rigorous by widening.
 """
 
 from __future__ import annotations
@@ -113,4 +118,26 @@ def width_sweep(
             "probes), same spec and seed with all hidden widths scaled; least-squares line of "
             "log factor against log(max hidden width), extrapolated to factor = 1"
         ),
+        tier="estimated",
+        note=width_note(len(hidden), spec.get("parameterization"), spec.get("output_activation")),
     )
+
+
+def width_note(n_hidden: int, parameterization: object, output_activation: object) -> str:
+    """The tier statement of the extrapolation (docs/theory.md, section 11)."""
+    base = (
+        "estimated: beta at w0 is a power-method value (a lower estimate of the sup over any "
+        "ball, so optimistic), and the fit extrapolates it over decades of width; the closing "
+        "width is a prediction, never a certificate"
+    )
+    if n_hidden >= 2:
+        return base + (
+            f"; with {n_hidden} hidden layers the proven beta bound does not shrink with width "
+            "(O(1)), so no rigorous certificate can follow from widening alone"
+        )
+    if parameterization != "ntk" or output_activation is not None:
+        return base + (
+            "; the O(width^-1/2) decay of ||H_F|| needs NTK parameterization and a "
+            "linear output (THEORY 5), which this spec does not have"
+        )
+    return base

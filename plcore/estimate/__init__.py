@@ -4,6 +4,8 @@
 * :mod:`plcore.estimate.bounds`    perturbation bounds from beta (Weyl), r*, closing radius
 * :mod:`plcore.estimate.analytic`  a proven layer-by-layer upper bound on sup_B ||H_F|| (MLPs)
 * :mod:`plcore.estimate.probes`    one-sided estimates by evaluating points of the ball
+* :mod:`plcore.estimate.psd`       eigenvalue bounds that hold in floating point (shifted Cholesky)
+* :mod:`plcore.estimate.activation_constants`  sup|phi'|, sup|phi''| rounded up
 """
 
 from __future__ import annotations
@@ -19,16 +21,24 @@ from plcore.estimate.bounds import (
     residual_threshold,
 )
 from plcore.estimate.probes import BallProbe, ProbeRecord, probe_ball
+from plcore.estimate.psd import (
+    EigenBound,
+    certified_lambda_max_upper,
+    certified_lambda_min_lower,
+)
 from plcore.estimate.spectral import InitialQuantities, initial_quantities
 
 __all__ = [
     "AnalyticBound",
     "BallProbe",
+    "EigenBound",
     "InitialQuantities",
     "ProbeRecord",
     "ResidualThreshold",
     "beta_upper_bound",
     "certificate_radius",
+    "certified_lambda_max_upper",
+    "certified_lambda_min_lower",
     "closing_radius",
     "initial_quantities",
     "lipschitz_upper_bound",

@@ -45,8 +45,19 @@ output the adjoint form is O(1 / sqrt(width)) (Ai at the hidden layer is s_out t
 norm of W_out); with two or more hidden layers Ai at earlier hidden layers is O(1) in the worst
 case over the ball, so the bound is O(1) although the true ||H_F|| decays.
 
-Floating point: every norm is computed in float64 and the results are enlarged by the relative
-margin :data:`SAFETY` to cover rounding in the recursion.
+Shared modules or parameters (a submodule applied twice, tied weights): the chain above treats
+every module as its own block of parameters, so it does not bound such a model; None is returned
+(:func:`shared_structure`).
+
+Floating point (docs/theory.md, section 15): ||W_j||_2 is bounded from above by a shifted Cholesky
+certificate of W_j's Gram matrix (:func:`plcore.estimate.psd.spectral_norm_upper`), not by an SVD;
+the activation constants are closed forms (or a Newton maximiser) evaluated in float64 and rounded
+up by :data:`ACTIVATION_ULPS` ulps (:func:`activation_bounds`, checked against 50-digit
+maximisation in the tests). Every other quantity is a monotone expression (sums, products, square
+roots, minima) of non-negative float64 numbers, each rounded with relative error <= u = 2^-53, plus
+norms that are sums of at most max(d, width) squares (relative error <= gamma_width): with fewer
+than 10^6 roundings on any chain, the relative error is below 10^6 u < 1.2e-10, covered by the
+final enlargement by :data:`SAFETY`.
 """
 
 from __future__ import annotations
@@ -59,6 +70,8 @@ import torch
 from torch import Tensor, nn
 
 from plcore.errors import OptionsError
+from plcore.estimate.activation_constants import activation_bounds
+from plcore.estimate.psd import spectral_norm_upper
 from plcore.kernel._checks import resolve_params
 from plcore.models.base import Model
 from plcore.models.layers import Activation, Dense
@@ -87,12 +100,47 @@ class AnalyticBound:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+def shared_structure(module: nn.Module) -> str | None:
+    """Why ``module`` shares a submodule or a parameter between two places (None if it does not).
+
+    nn.Module.children() and parameters() list a shared object once, so a chain built from them
+    would see a module applied twice as applied once (and bound a different function). Detected
+    by walking ``_modules`` with duplicates kept and comparing identities.
+    """
+    seen_mod: dict[int, str] = {}
+    seen_par: dict[int, str] = {}
+
+    def walk(mod: nn.Module, prefix: str) -> str | None:
+        for name, p in mod._parameters.items():
+            if p is None:
+                continue
+            key = f"{prefix}{name}"
+            if id(p) in seen_par:
+                return f"parameter {key!r} is the same tensor as {seen_par[id(p)]!r} (tied)"
+            seen_par[id(p)] = key
+        for name, child in mod._modules.items():
+            if child is None:
+                continue
+            key = f"{prefix}{name}"
+            if id(child) in seen_mod:
+                return f"module {key!r} is the same module as {seen_mod[id(child)]!r} (shared)"
+            seen_mod[id(child)] = key
+            why = walk(child, key + ".")
+            if why is not None:
+                return why
+        return None
+
+    return walk(module, "")
+
+
 def _chain(model: Model) -> list[nn.Module] | None:
     module = model.module
     if not isinstance(module, nn.Sequential) or len(model.input_shape) != 1:
         return None
+    if shared_structure(module) is not None:
+        return None
     # nn.Identity and nn.Flatten are the identity on (n, d) inputs: drop them
-    layers = [m for m in module.children() if not isinstance(m, nn.Identity | nn.Flatten)]
+    layers = [m for m in module._modules.values() if not isinstance(m, nn.Identity | nn.Flatten)]
     if not any(isinstance(m, Dense) for m in layers):
         return None
     for m in layers:
@@ -104,13 +152,27 @@ def _chain(model: Model) -> list[nn.Module] | None:
     return layers
 
 
+def has_analytic_bound(model: Model) -> bool:
+    """Whether :func:`beta_upper_bound` applies to the model (a chain of Dense and smooth
+    Activation layers on flat inputs, nothing shared)."""
+    return _chain(model) is not None
+
+
 def beta_upper_bound(
-    model: Model, X: Tensor, rho: float, *, params: Tensor | None = None
+    model: Model,
+    X: Tensor,
+    rho: float,
+    *,
+    params: Tensor | None = None,
+    norm_cache: dict[int, float] | None = None,
 ) -> AnalyticBound | None:
     """Upper bounds on sup_{B(w, rho)} ||H_F|| and sup_B ||J||_2 (derivation: module docstring).
 
     Returns None when the model is not a chain of Dense and twice-differentiable Activation
-    layers on flat inputs (e.g. ReLU, convolutions): no bound is known then.
+    layers on flat inputs (e.g. ReLU, convolutions), or when a module or a parameter is shared
+    (:func:`shared_structure`): no bound is known then.
+    ``norm_cache`` (layer index -> upper bound of ||W_j||_2) is read and filled when given: the
+    caller keeps one per parameter vector, since the norms do not depend on rho.
     """
     if not (rho >= 0) or math.isinf(rho):
         raise OptionsError(f"rho must be finite and >= 0, got {rho}")
@@ -141,7 +203,12 @@ def beta_upper_bound(
         if isinstance(m, Dense):
             W = param(m, "weight")
             s, t = m.weight_scale, m.bias_scale
-            nW = float(torch.linalg.matrix_norm(W, ord=2)) + rho
+            nW0 = None if norm_cache is None else norm_cache.get(j)
+            if nW0 is None:
+                nW0 = spectral_norm_upper(W)
+                if norm_cache is not None:
+                    norm_cache[j] = nW0
+            nW = nW0 + rho
             has_b = m.bias is not None
             nb = float(param(m, "bias").norm()) + rho if has_b else 0.0
             tb = t if has_b else 0.0
@@ -160,7 +227,7 @@ def beta_upper_bound(
             )
         else:
             assert isinstance(m, Activation)
-            d1, d2 = m.info.d1_sup, float(m.info.d2_sup or 0.0)
+            d1, d2 = activation_bounds(m.info)
             phi0 = abs(float(m.forward(torch.zeros(1, dtype=dt))[0]))
             consts.append({"d1": d1, "d2": d2, "phi0": phi0})
             dim = _dim_before(layers, j, int(model.input_shape[0]))

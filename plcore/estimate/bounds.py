@@ -54,7 +54,7 @@ def paper_mu_lower_bound(
 ) -> float:
     """The paper's form: lambda_min(K(w)) >= lambda0 - 2 L_F sqrt(N) max_i sup_B ||Hess F_i|| rho.
 
-    Liu, Zhu & Belkin (2022), proof of Theorem 4 / eq. (20): ||K(w) - K(w0)|| <=
+    Liu, Zhu & Belkin (2022), "the wide-network conditioning bound" (its proof): ||K(w) - K(w0)|| <=
     2 L_F ||J(w) - J0|| and ||J(w) - J0||_2 <= sqrt(N) max_i sup ||Hess F_i|| rho (each row of
     J moves by at most max_i ||Hess F_i|| rho). May be negative (then it certifies nothing).
     """

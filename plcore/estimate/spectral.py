@@ -10,12 +10,20 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from plcore.dataset import Dataset
 from plcore.errors import ShapeMismatchError
+from plcore.estimate.psd import (
+    accumulation_length,
+    certified_lambda_max_upper,
+    certified_lambda_min_lower,
+    norm_upper,
+    sqrt_up,
+)
 from plcore.kernel import KernelMethod, outputs, resolve_kernel_method, tangent_kernel
 from plcore.models.base import Model
+from plcore.models.layers import Activation, Dense
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,12 @@ class InitialQuantities:
             of the eigenvalues of J J^T).
         n_samples, n_outputs: n and k; N = n * k; m = number of parameters.
         kernel_method: the tangent-kernel method that ran (``"auto"`` resolved).
+        lambda_min_lower: a lower bound of lambda_min(J J^T) that holds in floating point
+            (shifted Cholesky, :func:`plcore.estimate.psd.certified_lambda_min_lower`); 0.0 when
+            nothing positive can be certified. The rigorous tier uses this, never lambda_min.
+        jacobian_norm_upper: an upper bound of ||J||_2 that holds in floating point.
+        residual_norm_upper: ||r0|| rounded up past the rounding of its sum of squares.
+        lower_bound_method: how ``lambda_min_lower`` was obtained.
     """
 
     r0: Tensor
@@ -52,6 +66,57 @@ class InitialQuantities:
     N: int
     m: int
     kernel_method: str = "auto"
+    lambda_min_lower: float = 0.0
+    jacobian_norm_upper: float = math.inf
+    residual_norm_upper: float = math.inf
+    lower_bound_method: str = ""
+
+
+@dataclass(frozen=True)
+class CertifiedSpectrum:
+    """Floating-point-proof bounds of the extreme eigenvalues of K = J J^T (docs/theory.md, 15).
+
+    Attributes:
+        lambda_min_lower: lambda_min(J J^T) >= this (0.0 if nothing positive is certified).
+        jacobian_norm_upper: ||J||_2 <= this.
+        method: the certificate used.
+    """
+
+    lambda_min_lower: float
+    jacobian_norm_upper: float
+    method: str
+
+
+def kernel_accumulation_length(model: Model) -> int:
+    """M for the kernel of ``model`` (:func:`plcore.estimate.psd.accumulation_length`). Chains of
+    Dense layers: m + 4 (modules + 2). Convolutions and broadcast parameters (Bias, Scale) make
+    the structured kernel sum over pairs of positions as well, so prod(input_shape)^2 per module
+    is added: generous, but a valid chain length for every kernel method."""
+    modules = list(model.module.modules())
+    M = accumulation_length(model.n_params, len(modules))
+    plain = (Dense, Activation, nn.Identity, nn.Flatten, nn.Sequential)
+    if any(not isinstance(mod, plain) for mod in modules):
+        M += math.prod(model.input_shape) ** 2 * len(modules)
+    return M
+
+
+def certified_spectrum(
+    K: Tensor, model: Model, eigenvalues: Tensor | None = None
+) -> CertifiedSpectrum:
+    """lambda_min(J J^T) from below and ||J||_2 from above, in floating point: shifted Cholesky
+    factorizations of K - s I and s I - K with the backward-error margin of Higham (2002),
+    Theorem 10.3, and the Gram-product rounding gamma_M tr(K) (:mod:`plcore.estimate.psd`).
+    ``eigenvalues`` (ascending, from eigvalsh) only place the shifts."""
+    M = kernel_accumulation_length(model)
+    lo_est = None if eigenvalues is None else float(eigenvalues[0])
+    hi_est = None if eigenvalues is None else float(eigenvalues[-1])
+    lo = certified_lambda_min_lower(K, accumulation=M, estimate=lo_est)
+    hi = certified_lambda_max_upper(K, accumulation=M, estimate=hi_est)
+    return CertifiedSpectrum(
+        lambda_min_lower=lo.value,
+        jacobian_norm_upper=sqrt_up(hi.value),
+        method=f"{lo.method}; Gram rounding gamma_M tr(K), M = {M}",
+    )
 
 
 def kernel_spectrum(K: Tensor) -> Tensor:
@@ -86,6 +151,7 @@ def initial_quantities(
     lam_max = max(float(eigenvalues[-1]), 0.0)
     residual_norm = float(r0.norm())
     method = resolve_kernel_method(model, kernel_method).value
+    cert = certified_spectrum(K, model, eigenvalues)
     return InitialQuantities(
         r0=r0,
         loss=0.5 * residual_norm**2,
@@ -101,4 +167,8 @@ def initial_quantities(
         N=int(r0.numel()),
         m=model.n_params,
         kernel_method=method,
+        lambda_min_lower=cert.lambda_min_lower,
+        jacobian_norm_upper=cert.jacobian_norm_upper,
+        residual_norm_upper=norm_upper(r0),
+        lower_bound_method=cert.method,
     )

@@ -113,6 +113,7 @@ def width_section(report: Report) -> str:
         ("Log-log slope", fmt_number(w.slope), ""),
         ("Width where the factor reaches 1", fmt_number(w.width_to_close), "fit"),
         ("Method", esc(w.method), ""),
+        ("Tier", esc(w.tier), esc(w.note)),
     ]
     table = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
     return section("width", "Width extrapolation", table + kv_table(rows))
@@ -130,6 +131,7 @@ def pl_eps_section(report: Report) -> str:
         ("Step size", fmt_number(p.step_size), "sum loss"),
         ("Rate", rate_cell(p.rate), ""),
         ("Tier", esc(p.tier) if p.tier else NA, ""),
+        ("Largest ball scanned", fmt_number(p.radius_cap), "where the proven β_F holds"),
         ("Method", esc(p.method) or NA, ""),
     ]
     note = ""
@@ -140,5 +142,8 @@ def pl_eps_section(report: Report) -> str:
             f"L₀ = {fmt_number(L0)}: PL*_ε certifies almost nothing for this model.</p>"
         )
     elif p.eps == 0:
-        note = "<p class='note'>ε = 0: exact interpolation is certified.</p>"
+        note = (
+            "<p class='note'>ε = 0: the path-length bound keeps gradient descent inside the "
+            "ball for ever, so exact interpolation is certified (the verdict uses it).</p>"
+        )
     return section("pl-eps", "PL*_ε", kv_table(rows) + note)

@@ -195,6 +195,13 @@ def sgd_section(report: Report) -> str:
         "<p class='note'>η* = μ / (β (n β + μ (s − 1))); E[L_{t+1}] ≤ (1 − μ s η / n) E[L_t] "
         "with probability 1 − δ on a ball of radius R_SGD = 2 n √(2 β L₀) / (μ δ)."
         + (" Derived in docs/theory.md, not printed in the paper." if derived else "")
+        + (
+            " <strong>A prediction whose hypotheses are not verified</strong>: the guarantee "
+            "needs PL* and smoothness on B(w₀, R_SGD), but μ and β_F come from the gradient "
+            "descent ball, which R_SGD usually exceeds many times."
+            if any(not s.hypotheses_verified for s in report.sgd)
+            else ""
+        )
         + "</p>"
     )
     table = f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

@@ -36,7 +36,8 @@ _MARKERS: dict[str, str] = {
 def loss_plot(report: Report) -> Plot | None:
     """Loss of the checking run against the certified bounds (log scale).
 
-    GD bound (local PL* theorem, Liu, Zhu & Belkin 2022, Thm. 6): L_t <= (1 - eta mu)^t L_0 with
+    GD bound (Liu, Zhu & Belkin (2022), "the local PL* theorem for GD"):
+    L_t <= (1 - eta mu)^t L_0 with
     ``rate = report.gd.rate``. Path bound from t* = ``report.path.certified_from_step``:
     L_t <= rate_path^(t - t*) L_t*, with L_t* = 1/2 ||r(w_t*)||^2 from ``path.residual_at_step``
     (else the last stored loss at or before t*, which is >= L_t* since GD decreases the loss).
@@ -278,10 +279,11 @@ def pl_ratio_plot(report: Report) -> Plot | None:
 
     With r = F(w) - y and grad L = J^T r, the ratio is r^T K r / ||r||^2 >= lambda_min(K(w_t))
     (Rayleigh quotient), so wherever the PL* condition 1/2 ||grad L||^2 >= mu L holds on the ball
-    B(w0, rho) (THEORY.md section 2; Liu, Zhu & Belkin 2022, Def. 3), the ratio must be >= mu at
-    every iterate inside that ball. Steps inside the ball are shaded; a point inside it below the
-    mu estimate shows the sampled estimate is too high, one below the proven lower bound would
-    contradict the bound. From t* the path certificate's mu (on B(w_t*, rho*)) is drawn too.
+    B(w0, rho) (THEORY.md section 2; Liu, Zhu & Belkin (2022), "uniform conditioning implies
+    PL*"), the ratio must be >= mu at every iterate inside that ball. Steps inside the ball are
+    shaded; a point inside it below the mu estimate shows the sampled estimate is too high, one
+    below the proven lower bound would contradict the bound. From t* the path certificate's mu
+    (on B(w_t*, rho*)) is drawn too.
     """
     v = report.validation
     if v is None or not v.pl_ratios:

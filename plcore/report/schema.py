@@ -65,6 +65,19 @@ class Initial(_Section):
     spectrum: list[float] = Field(
         default_factory=list, description="eigenvalues of K(w0), ascending (at most 2048 kept)"
     )
+    lambda_min_lower: float | None = Field(
+        None,
+        description="lambda_min(K(w0)) >= this in floating point (the rigorous tier's lambda0)",
+    )
+    jacobian_norm_upper: float | None = Field(
+        None, description="||J(w0)||_2 <= this in floating point"
+    )
+    residual_norm_upper: float | None = Field(
+        None, description="||r(w0)|| <= this in floating point"
+    )
+    lower_bound_method: str = Field(
+        "", description="how the floating-point bounds were obtained (docs/theory.md 15)"
+    )
 
 
 class UpperBracket(_Section):
@@ -124,6 +137,11 @@ class WidthExtrapolation(_Section):
     slope: float | None = Field(description="log-log slope of factor against width")
     width_to_close: float | None = Field(description="width where the factor reaches 1 (fit)")
     method: str
+    tier: Tier = Field(
+        "estimated",
+        description="always estimated: beta at w0 from the power method, extrapolated in width",
+    )
+    note: str = Field("", description="what the extrapolation can and cannot say")
 
 
 class PlannedLearningRate(_Section):
@@ -156,6 +174,13 @@ class SGDPrediction(_Section):
     smoothness: float | None = Field(None, description="beta: per-sample smoothness used")
     method: str = Field("", description="how beta and mu were obtained")
     derived: bool = Field(True, description="derived in docs/theory.md, not printed in the paper")
+    hypotheses_verified: bool = Field(
+        False,
+        description="PL* and smoothness verified on B(w0, R_SGD); false: a prediction only",
+    )
+    radius_ratio: float | None = Field(
+        None, description="R_SGD / rho, rho the GD ball where mu and beta_F were obtained"
+    )
 
 
 class Validation(_Section):
@@ -219,6 +244,12 @@ class PLEps(_Section):
     step_size: float | None = None
     rate: float | None = None
     mu: float | None = None
+    closes: bool | None = Field(
+        None, description="the path-length bound keeps GD in the ball for ever: eps = 0 certified"
+    )
+    radius_cap: float | None = Field(
+        None, description="radius of the ball the proven beta holds on (the scan stays inside)"
+    )
 
 
 class ProbePoint(_Section):

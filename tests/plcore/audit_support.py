@@ -156,11 +156,14 @@ def gap(rho: float | np.ndarray, lam: float, J: float, beta: float) -> float | n
     return rho * (math.sqrt(lam) - beta * rho) ** 2 / (2.0 * (J + beta * rho))
 
 
-def residual_threshold_grid(lam: float, J: float, beta: float, points: int = 200_001) -> float:
-    """r* = max over 0 < rho < sqrt(lam)/beta of g(rho) (THEORY.md section 4), by a dense grid
-    refined by a bounded scalar search around the best grid point. A lower estimate of the max
-    (any rho gives one), accurate to ~1e-12 relative."""
-    rho_max = math.sqrt(lam) / beta
+def residual_threshold_grid(
+    lam: float, J: float, beta: float, points: int = 200_001, rho_cap: float = math.inf
+) -> float:
+    """r* = max over 0 < rho < min(sqrt(lam)/beta, rho_cap) of g(rho) (THEORY.md section 4), by a
+    dense grid refined by a bounded scalar search around the best grid point. A lower estimate of
+    the max (any rho gives one), accurate to ~1e-12 relative. ``rho_cap``: the radius of the ball
+    a proven beta holds on (the constrained r*)."""
+    rho_max = min(math.sqrt(lam) / beta, rho_cap)
     rho = np.linspace(0.0, rho_max, points)
     values = np.asarray(gap(rho, lam, J, beta))
     i = int(values.argmax())

@@ -342,10 +342,15 @@ def test_proven_mu_and_L_F_bounds_are_the_weyl_forms_of_the_report_numbers(case:
         return
     beta, rho = c.beta_F.upper_bound, c.search_radius
     assert rho is not None and c.mu.lower_bound is not None and c.L_F.upper_bound is not None
-    s = math.sqrt(ini.lambda_min) - beta * rho
+    # the proven forms use the floating-point bounds of lambda0 and ||J0|| (docs/theory.md 15)
+    lam_lb, J_ub = ini.lambda_min_lower, ini.jacobian_norm_upper
+    assert lam_lb is not None and J_ub is not None
+    assert lam_lb <= ini.lambda_min and lam_lb >= ini.lambda_min * (1 - 1e-8)
+    assert J_ub >= ini.jacobian_norm and J_ub <= ini.jacobian_norm * (1 + 1e-8)
+    s = math.sqrt(lam_lb) - beta * rho
     assert c.mu.lower_bound == pytest.approx(max(s, 0.0) ** 2, rel=1e-12, abs=1e-300)
     # L_F <= ||J0|| + beta rho; the report may take the smaller analytic Jacobian bound
-    assert c.L_F.upper_bound <= (ini.jacobian_norm + beta * rho) * (1 + 1e-12)
+    assert c.L_F.upper_bound <= (J_ub + beta * rho) * (1 + 1e-12)
     assert c.L_F.upper_bound >= ini.jacobian_norm * (1 - 1e-12)
 
 
@@ -543,8 +548,11 @@ def test_path_certificate_is_consistent_with_the_independent_run(case: Case) -> 
     assert p.jacobian_norm_at_step == pytest.approx(Jn, rel=EXACT)
     beta, rho, rn = p.beta, p.ball_radius, run.residual_norms[t]
     assert beta is not None and rho is not None and p.residual_threshold_at_step is not None
-    grid = residual_threshold_grid(lam, Jn, beta)
+    # the constrained r*: the max of g over the balls the beta holds on, rho <= ball_radius (the
+    # ball is the cap when the cap binds, else the unconstrained maximiser)
+    grid = residual_threshold_grid(lam, Jn, beta, rho_cap=rho * (1 + 1e-12))
     assert grid * (1 - 1e-6) <= p.residual_threshold_at_step <= grid * (1 + 1e-9)
+    assert p.residual_threshold_at_step <= residual_threshold_grid(lam, Jn, beta) * (1 + 1e-9)
     assert rn <= p.residual_threshold_at_step
     assert rn <= float(gap(rho, lam, Jn, beta)) * (1 + 1e-9), "the certificate must close at rho"
     mu = (math.sqrt(lam) - beta * rho) ** 2

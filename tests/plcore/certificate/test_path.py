@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from plcore.certificate.path import PathChecker, steps_needed
-from plcore.certificate.radius import ProvenBeta
+from plcore.certificate.radius import ProvenBeta, threshold_within
 from plcore.estimate.bounds import residual_threshold
 
 
@@ -21,6 +21,7 @@ def _checker(
         hessian_norm_at=lambda w: beta_h,
         second_directional_norm=lambda w, u: second,
         proven_beta_at=lambda w, rho: None if proven is None else ProvenBeta(proven, None, "p"),
+        certified_spectrum_at=lambda w: (lam, J),
     )
 
 
@@ -86,3 +87,54 @@ def test_steps_needed_extrapolates_observed_rate() -> None:
     assert need is not None
     assert 0.5 * 0.9**need <= 0.5 * r_star**2 * (1 + 1e-9)
     assert steps_needed([1.0, 1.0, 1.0], 0.1) is None
+
+
+def test_after_an_estimated_hit_a_later_rigorous_one_replaces_it() -> None:
+    proven: list[float | None] = [None]
+    c = _checker(lam=1.0, J=1.0, beta_h=0.2)
+    c.proven_beta_at = lambda w, rho: (
+        None if proven[0] is None else ProvenBeta(proven[0], None, "p")
+    )
+    thr = residual_threshold(1.0, 1.0, 0.2)
+    first = _call(c, 4, rn=0.5 * thr.r_star, gn=1.0)
+    assert c.hit is not None and c.hit.tier == "estimated" and first == c.hit.step_size
+    proven[0] = 0.05
+    second = _call(c, 9, rn=0.01, gn=1.0)
+    assert c.hit.tier == "rigorous" and c.hit.step == 9
+    assert c.estimated_hit is not None and c.estimated_hit.step == 4
+    assert second is None or second == c.hit.step_size
+    assert _call(c, 20, rn=0.001, gn=1.0) is None and c.hit.step == 9  # rigorous: done
+
+
+def test_rigorous_only_checker_ignores_estimated_closures() -> None:
+    c = _checker(lam=1.0, J=1.0, beta_h=0.2)
+    c.rigorous_only = True
+    thr = residual_threshold(1.0, 1.0, 0.2)
+    assert _call(c, 4, rn=0.5 * thr.r_star, gn=1.0) is None and c.hit is None
+
+
+def test_a_smaller_run_step_is_kept_and_sets_the_rate() -> None:
+    c = _checker(lam=1.0, J=1.0, beta_h=0.2, proven=0.05)
+    c.run_step = 1e-3
+    assert _call(c, 0, rn=0.01, gn=1.0) is None  # no switch: the run's step is within
+    assert c.hit is not None and c.hit.step_size == 1e-3
+    assert c.hit.rate == pytest.approx(1 - 1e-3 * c.hit.mu)
+
+
+def test_rigorous_hit_reports_r_star_of_the_ball_the_beta_holds_on() -> None:
+    # the proven beta holds on B(w_t, 2 R_t) only: r* is the max over that ball, not beyond
+    c = _checker(lam=1.0, J=1.0, beta_h=0.2, proven=0.05)
+    rn = 0.01
+    _call(c, 0, rn=rn, gn=1.0)
+    assert c.hit is not None and c.hit.tier == "rigorous"
+    R_t = 2.0 * 1.0 * rn / 1.0
+    assert c.hit.r_star == pytest.approx(threshold_within(1.0, 1.0, 0.05, 2 * R_t))
+    assert c.hit.r_star < residual_threshold(1.0, 1.0, 0.05).r_star
+    assert c.hit.rho <= 2 * R_t
+
+
+def test_rigorous_tier_needs_floating_point_bounds() -> None:
+    c = _checker(lam=1.0, J=1.0, beta_h=0.2, proven=0.05)
+    c.certified_spectrum_at = None
+    _call(c, 0, rn=0.01, gn=1.0)
+    assert c.hit is None or c.hit.tier == "estimated"

@@ -47,3 +47,51 @@ def test_gd_on_quadratic_map_reaches_eps_inside_the_ball(target: float) -> None:
         w -= res.step * (1 + b * w) * r
     final = w + b * w * w / 2 - target
     assert (final * final / 2) <= res.eps * (1 + 1e-9) or math.isclose(final, 0.0)
+
+
+def test_scan_stays_inside_the_ball_of_the_proven_beta() -> None:
+    free = pl_eps(lambda0=1.0, jac_norm=1.0, residual_norm=0.5, loss0=0.125, beta=1.0)
+    capped = pl_eps(
+        lambda0=1.0, jac_norm=1.0, residual_norm=0.5, loss0=0.125, beta=1.0, rho_cap=0.05
+    )
+    assert free.rho is not None and free.rho > 0.05
+    assert capped.rho is not None and capped.rho <= 0.05
+    assert capped.eps is not None and free.eps is not None and capped.eps >= free.eps
+
+
+def test_path_length_closure_beyond_the_r_star_threshold_is_replayed_by_gd() -> None:
+    # ||r0|| above r* (R(rho) <= rho fails on every ball), yet the path-length bound closes
+    from plcore.estimate.bounds import residual_threshold
+
+    b = 1.0
+    target = residual_threshold(1.0, 1.0, b).r_star * 1.05
+    res = pl_eps(lambda0=1.0, jac_norm=1.0, residual_norm=target, loss0=target**2 / 2, beta=b)
+    assert res.closes and res.distance is not None and res.rho is not None
+    assert res.distance <= res.rho and res.step is not None and res.rate is not None
+    # F(w) = w + (b/2) w^2: J(0) = 1, Hess F = b; GD with the certified step stays in the ball
+    w = 0.0
+    for t in range(200):
+        r = w + b * w * w / 2 - target
+        assert abs(w) <= res.distance + 1e-12
+        assert r * r / 2 <= res.rate**t * target**2 / 2 * (1 + 1e-12) + 1e-30
+        w -= res.step * (1 + b * w) * r
+
+
+def test_path_length_closure_becomes_a_rigorous_closure_with_the_proven_beta() -> None:
+    from plcore.certificate.pl_eps import eps_closure, pl_eps_section
+    from plcore.estimate.bounds import residual_threshold
+
+    r0 = residual_threshold(1.0, 1.0, 1.0).r_star * 1.05  # above r*: the search cannot close
+    section, res = pl_eps_section(1.0, 1.0, r0, r0 * r0 / 2, 1.0, "proven", 0.5, rho_cap=1.0)
+    assert section.closes and section.eps == 0.0 and section.tier == "rigorous"
+    c = eps_closure(section, res, 1.0, 0.5)
+    assert c is not None and c.tier == "rigorous" and c.form == "PL*_eps path length"
+    assert c.R is not None and c.rho >= c.R and c.beta == 1.0
+    # capped below the closing radius, the same beta closes nothing
+    capped, res2 = pl_eps_section(1.0, 1.0, r0, r0 * r0 / 2, 1.0, "proven", None, rho_cap=0.05)
+    assert not capped.closes and eps_closure(capped, res2, 1.0, 0.5) is None
+    # ... and with an estimated beta to fall back on, the closure is estimated, never rigorous
+    est, res3 = pl_eps_section(1.0, 1.0, r0, r0 * r0 / 2, 1.0, "proven", 0.5, rho_cap=0.05)
+    c3 = eps_closure(est, res3, 1.0, 0.5)
+    assert est.tier == "estimated" and (c3 is None or c3.tier == "estimated")
+    assert capped.radius is not None and capped.radius <= 0.05

@@ -199,3 +199,61 @@ def test_probe_estimates_do_not_count_when_no_probe_left_the_centre() -> None:
         probe=lambda rho: CentreOnlyProbe(1.0, 1e3, 1.0),
     )
     assert not res.closure.closes
+
+
+def test_closed_form_closing_radius_catches_an_interval_between_grid_points() -> None:
+    # constant proven beta: the bound form closes only on a narrow interval around rho*
+    lam, J, beta = 1.0, 1.0, 1.0
+    thr = residual_threshold(lam, J, beta)
+    r = thr.r_star * (1 - 1e-4)
+    lo, hi = thr.rho_star * 0.98, thr.rho_star * 1.02
+    grid = (thr.rho_star * 0.5, thr.rho_star * 1.5)  # steps over [lo, hi]
+    for rho in grid:
+        L, mu = bound_form(lam, J, beta, rho)
+        assert required_radius(L, r, mu) > rho  # the grid alone never closes
+    res = search_radius(
+        lambda0=lam,
+        jac_norm=J,
+        residual_norm=r,
+        hessian_norm0=beta,
+        grid=grid,
+        proven_beta=lambda rho: ProvenBeta(beta, None, "constant"),
+        probe=lambda rho: FakeProbe(J, beta, lam),
+    )
+    assert res.closure.tier == "rigorous"
+    assert lo < res.closure.rho < hi and res.closure.rho <= grid[1]
+    assert res.closure.R is not None and res.closure.rho >= res.closure.R
+
+
+def test_proven_closure_uses_the_floating_point_inputs() -> None:
+    # closes with the eigvalsh values, but not with a lower bound of lambda0 that is 10x smaller
+    lam, J, r = 1.0, 1.0, 0.01
+    kwargs = dict(
+        lambda0=lam,
+        jac_norm=J,
+        residual_norm=r,
+        hessian_norm0=0.0,
+        grid=(0.05, 0.1),
+        proven_beta=lambda rho: ProvenBeta(0.0, None, "zero"),
+        probe=lambda rho: FakeProbe(J, 0.0, lam),
+    )
+    assert search_radius(**kwargs).closure.tier == "rigorous"  # type: ignore[arg-type]
+    res = search_radius(**kwargs, proven_inputs=(0.1, J, r))  # type: ignore[arg-type]
+    assert res.closure.tier == "estimated"  # R = 2 * 1 * 0.01 / 0.1 = 0.2 > 0.1
+
+
+def test_direct_proven_closure_solves_for_the_closing_radius_within_the_valid_ball() -> None:
+    from plcore.certificate.radius import proven_closure
+
+    lam, J, beta = 1.0, 1.0, 1.0
+    thr = residual_threshold(lam, J, beta)
+    pb = ProvenBeta(beta, None, "constant")
+    r = thr.r_star * 0.999
+    c = proven_closure(lam, J, r, pb, rho_cap=thr.rho_star * 2)
+    assert c is not None and c.tier == "rigorous" and c.rho <= thr.rho_star * 2
+    L, mu = bound_form(lam, J, beta, c.rho)
+    radius = c.R
+    assert radius is not None and c.rho >= radius
+    assert radius == pytest.approx(required_radius(L, r, mu))
+    assert proven_closure(lam, J, r, pb, rho_cap=thr.rho_star * 0.5) is None  # beyond the ball
+    assert proven_closure(lam, J, thr.r_star * 1.001, pb, rho_cap=10.0) is None  # above r*

@@ -204,3 +204,49 @@ def test_notes_flag_relu_and_saturated_output() -> None:
     notes = model_notes(mlp(spec), torch.tensor([[0.5], [1.5]]))
     assert any(n.startswith("heuristic:") for n in notes)
     assert any("saturates" in n and "1 target value(s)" in n for n in notes)
+
+
+def test_estimated_closure_at_w0_then_rigorous_path_certificate_is_rigorous() -> None:
+    estimated = Closure("estimated", "probe estimates", 1.0, 2.0, 0.1, 1.0, 0.5)
+    path = PathCertificate(
+        residual_threshold=0.1,
+        certified_from_step=30,
+        tier="rigorous",
+        bound_held_after=True,
+        residual_at_step=0.01,
+        residual_threshold_at_step=0.05,
+    )
+    reasons: list[str] = []
+    args = (mlp(linear_spec(3)), X, _iq(1.0), estimated, _at_init(True), True, None)
+    v = decide(*args, path, reasons, "proven", 0.5)
+    assert v == ("certified", "rigorous")
+    assert "after the estimated closure at w0" in reasons[1]
+    unchecked = path.model_copy(update={"bound_held_after": None})
+    assert decide(*args, unchecked, [], "proven", 0.5) == ("certified", "estimated")
+
+
+def test_pl_eps_closure_reason_names_the_path_length_bound() -> None:
+    eps = Closure("rigorous", "PL*_eps path length", 1.0, 2.0, 0.1, 1.0, 0.9)
+    reasons: list[str] = []
+    v = decide(
+        mlp(linear_spec(3)),
+        X,
+        _iq(1.0),
+        eps,
+        _at_init(True),
+        True,
+        None,
+        _no_path(),
+        reasons,
+        "proven",
+        0.5,
+    )
+    assert v == ("certified", "rigorous") and "path-length bound" in reasons[0]
+
+
+def test_tied_model_is_told_why_it_gets_no_proven_bound() -> None:
+    from tests.plcore.audit.family import tied_mlp
+
+    notes = model_notes(tied_mlp("tanh", seed=0), torch.zeros(2, 1))
+    assert any("rigorous tier refused" in n and "shared" in n for n in notes)
+    assert not any("refused" in n for n in model_notes(mlp(linear_spec(3)), torch.zeros(2, 1)))

@@ -40,3 +40,13 @@ def test_nearly_flat_fit_gives_no_closing_width_instead_of_overflowing() -> None
     slope, w_close = fit_width([64, 256, 1024], [1e6, 1e6 * 4**-1e-4, 1e6 * 16**-1e-4])
     assert slope is not None and slope < 0
     assert w_close is None
+
+
+def test_extrapolation_is_estimated_and_says_why_for_deep_models() -> None:
+    from plcore.certificate.width import width_note
+
+    deep = width_note(2, "ntk", None)
+    assert deep.startswith("estimated") and "O(1)" in deep and "2 hidden layers" in deep
+    shallow = width_note(1, "ntk", None)
+    assert "prediction, never a certificate" in shallow and "O(1)" not in shallow
+    assert "NTK parameterization" in width_note(1, "standard", None)

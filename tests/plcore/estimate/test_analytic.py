@@ -8,13 +8,14 @@ import torch
 from torch import nn
 
 from plcore.errors import OptionsError
-from plcore.estimate.analytic import beta_upper_bound
+from plcore.estimate.analytic import beta_upper_bound, shared_structure
 from plcore.estimate.bounds import lipschitz_upper_bound, mu_lower_bound
 from plcore.estimate.probes import probe_ball
 from plcore.hessian.dense import brute_force_tensor_norm, dense_output_hessians
 from plcore.hessian.tensor_norm import hessian_tensor_norm
 from plcore.kernel import jacobian, tangent_kernel
 from plcore.models.base import Model
+from plcore.models.layers import Activation, Dense
 from tests.plcore.hessian.nets import tiny_data, tiny_mlp
 
 CASES = [
@@ -162,3 +163,41 @@ def test_invalid_radius_is_rejected() -> None:
     model = tiny_mlp([3, 4, 1], seed=0)
     with pytest.raises(OptionsError, match=r"got -1\.0"):
         beta_upper_bound(model, tiny_data(2, 3, 1).X, -1.0)
+
+
+def test_a_module_applied_twice_gets_no_proven_bound() -> None:
+    g = torch.Generator().manual_seed(0)
+    hidden = Dense(torch.randn(4, 4, generator=g, dtype=torch.float64), None)
+    first = Dense(torch.randn(4, 3, generator=g, dtype=torch.float64), None)
+    last = Dense(torch.randn(1, 4, generator=g, dtype=torch.float64), None)
+    tied = _model(
+        nn.Sequential(first, Activation("tanh"), hidden, Activation("tanh"), hidden, last), 3, 1
+    )
+    assert shared_structure(tied.module) is not None
+    assert beta_upper_bound(tied, tiny_data(2, 3, 1).X, 0.1) is None
+
+
+def test_a_parameter_shared_by_two_modules_gets_no_proven_bound() -> None:
+    plain = tiny_mlp([3, 3, 3, 1], seed=0)
+    dense = [m for m in plain.module if isinstance(m, Dense)]
+    dense[1].weight = dense[0].weight  # tied by hand
+    why = shared_structure(plain.module)
+    assert why is not None and "tied" in why
+    assert beta_upper_bound(plain, tiny_data(2, 3, 1).X, 0.1) is None
+
+
+def test_untied_chain_has_no_shared_structure() -> None:
+    assert shared_structure(tiny_mlp([3, 4, 4, 1], seed=0).module) is None
+
+
+def test_norm_cache_gives_the_same_bound_and_is_filled_once() -> None:
+    model = tiny_mlp([3, 5, 4, 1], seed=3)
+    X = tiny_data(2, 3, 1).X
+    cache: dict[int, float] = {}
+    a = beta_upper_bound(model, X, 0.2, norm_cache=cache)
+    filled = dict(cache)
+    b = beta_upper_bound(model, X, 0.2, norm_cache=cache)
+    plain = beta_upper_bound(model, X, 0.2)
+    assert a is not None and b is not None and plain is not None
+    assert len(filled) == 3 and cache == filled
+    assert a.beta_upper == b.beta_upper == plain.beta_upper

@@ -56,3 +56,43 @@ def test_targets_of_the_wrong_shape_are_rejected() -> None:
     bad = Dataset(X=data.X, y=data.y[:, :1], sha256="x")
     with pytest.raises(ShapeMismatchError, match=r"y has shape \(4, 1\), expected \(4, 2\)"):
         initial_quantities(model, bad)
+
+
+@pytest.mark.parametrize("method", ["reference", "structured"])
+def test_floating_point_bounds_bracket_the_exact_spectrum_of_the_dense_jacobian(
+    method: str,
+) -> None:
+    import mpmath
+
+    mpmath.mp.dps = 50
+    model = tiny_mlp([3, 6, 2], "tanh", seed=0)
+    data = tiny_data(4, 3, 2)
+    q = initial_quantities(model, data, kernel_method=method)
+    J = mpmath.matrix(jacobian(model, data.X).tolist())
+    ev = mpmath.eigsy(J * J.T, eigvals_only=True)
+    exact = sorted(ev[i] for i in range(ev.rows))
+    assert q.lambda_min_lower > 0 and mpmath.mpf(q.lambda_min_lower) <= exact[0]
+    assert q.lambda_min_lower >= float(exact[0]) * (1 - 1e-8)
+    assert mpmath.mpf(q.jacobian_norm_upper) >= mpmath.sqrt(exact[-1])
+    assert q.jacobian_norm_upper <= float(mpmath.sqrt(exact[-1])) * (1 + 1e-8)
+    r = [mpmath.mpf(v) for v in q.r0.tolist()]
+    assert mpmath.mpf(q.residual_norm_upper) >= mpmath.sqrt(mpmath.fsum(v * v for v in r))
+    assert "Cholesky" in q.lower_bound_method
+
+
+def test_floating_point_lower_bound_is_refused_when_k_is_singular() -> None:
+    model = tiny_mlp([3, 1], seed=0)  # m = 4 < N = 6: K singular
+    q = initial_quantities(model, tiny_data(6, 3, 1))
+    assert q.lambda_min_lower == 0.0
+
+
+def test_accumulation_length_covers_position_sums_of_convolutions() -> None:
+    from plcore.estimate.spectral import kernel_accumulation_length
+    from tests.plcore.audit.family import cnn
+
+    dense = tiny_mlp([3, 4, 1], seed=0)
+    n_mod = sum(1 for _ in dense.module.modules())
+    assert kernel_accumulation_length(dense) == dense.n_params + 4 * (n_mod + 2)
+    conv = cnn("tanh", seed=0)  # 3x3 images: 9^2 = 81 position pairs per module at most
+    n_conv = sum(1 for _ in conv.module.modules())
+    assert kernel_accumulation_length(conv) >= conv.n_params + 81 * n_conv

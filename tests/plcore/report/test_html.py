@@ -344,3 +344,22 @@ def test_meaning_of_a_run_certificate_leads_with_the_conclusion() -> None:
     text = " ".join(sentences)
     assert "(loss 1.702e-05)" in text
     assert "the guarantee is for this run" in text
+
+
+def test_sgd_rows_are_labelled_predictions_with_unverified_hypotheses() -> None:
+    report = full_report()
+    assert report.sgd and not any(s.hypotheses_verified for s in report.sgd)
+    html = render_html(report)
+    assert "A prediction whose hypotheses are not verified" in html
+    verified = report.model_copy(
+        update={"sgd": [s.model_copy(update={"hypotheses_verified": True}) for s in report.sgd]}
+    )
+    assert "hypotheses are not verified" not in render_html(verified)
+
+
+def test_width_extrapolation_shows_its_tier_and_note() -> None:
+    report = full_report()
+    assert report.width_extrapolation is not None
+    w = report.width_extrapolation.model_copy(update={"note": "estimated: NOTE-MARKER"})
+    html = render_html(report.model_copy(update={"width_extrapolation": w}))
+    assert "NOTE-MARKER" in html and ">estimated<" in html
