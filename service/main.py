@@ -26,6 +26,7 @@ from service.routes.docs import install_docs
 from service.schemas import CertificationCreateJSON
 from service.store.artifacts import ArtifactStore
 from service.store.jobs import JobRecord, JobStore
+from service.threads import set_torch_threads
 
 log = logging.getLogger("plcert.service")
 
@@ -79,9 +80,20 @@ def _errors_as_problems(schema: dict[str, Any]) -> None:
         components.pop(name, None)
 
 
+API_TORCH_THREADS = 1
+"""torch threads of the API process: its validation threads load models at submit, beside the
+workers; one thread each keeps them from oversubscribing the CPU (``service.threads``)."""
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the API app: migrates the job store, mounts routes, docs, metrics and handlers."""
+    """Build the API app: migrates the job store, mounts routes, docs, metrics and handlers.
+
+    Sets this process's torch threads to :data:`API_TORCH_THREADS` (threads started later,
+    such as the validation threads, inherit the count).
+    """
     settings = settings or get_settings()
+    threads = set_torch_threads(API_TORCH_THREADS)
+    log.info("API: torch threads intra-op %d, inter-op %d", threads.intra_op, threads.inter_op)
     settings.ensure_dirs()
     store = JobStore(settings.resolved_database_url, idempotency_ttl_s=settings.idempotency_ttl_s)
     store.migrate()
