@@ -2,12 +2,45 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from typing import Any
 
 from service.store.artifacts import ArtifactStore
 from service.store.jobs import JobStore
 from tests.worker.conftest import make_job
 from worker.lease import LeaseKeeper
+
+
+class _SpyStore:
+    """Forwards to a JobStore and records which thread called which method."""
+
+    def __init__(self, store: JobStore, calls: list[str]) -> None:
+        self._store, self.calls = store, calls
+        self.threads: list[tuple[str, int]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._store, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            self.threads.append((name, threading.get_ident()))
+            return target(*args, **kwargs)
+
+        return call
+
+
+def _wait_for_stage(store: JobStore, job_id: str, stage: str, *, within: float) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        job = store.get_job(job_id)
+        assert job is not None
+        if job.progress_stage == stage:
+            return
+        assert time.monotonic() < deadline, (
+            f"stage {stage!r} not written, still {job.progress_stage!r}"
+        )
+        time.sleep(0.01)
 
 
 def _claimed(store: JobStore, artifacts: ArtifactStore, lease_s: float = 1.0) -> tuple[str, int]:
@@ -29,19 +62,63 @@ def test_background_thread_keeps_the_lease_alive_without_progress_calls(
     assert store.claim(job_id, worker_id="w2", lease_s=0.6) is not None
 
 
-def test_progress_is_written_at_most_once_per_interval_and_flushed_by_the_thread(
+def test_steps_within_a_stage_are_written_at_most_once_per_interval_and_flushed_by_the_thread(
     store: JobStore, artifacts: ArtifactStore
 ) -> None:
     job_id, attempt = _claimed(store, artifacts, lease_s=30)
-    with LeaseKeeper(store, job_id, attempt, lease_s=30, min_interval_s=0.3) as keeper:
-        keeper.on_progress(0.1, "kernel")
-        keeper.on_progress(0.2, "probes")  # within the interval: kept pending, not written
+    with LeaseKeeper(store, job_id, attempt, lease_s=30, min_interval_s=0.6) as keeper:
+        keeper.on_progress(0.1, "kernel: block 1/4")
+        _wait_for_stage(store, job_id, "kernel: block 1/4", within=0.3)  # a new stage: at once
+        keeper.on_progress(0.2, "kernel: block 2/4")
+        keeper.on_progress(0.3, "kernel: block 3/4")  # same stage: pending until the interval
+        time.sleep(0.2)
         job = store.get_job(job_id)
-        assert job is not None and job.progress_stage == "started"
+        assert job is not None and job.progress_stage == "kernel: block 1/4"
         time.sleep(0.7)
         job = store.get_job(job_id)
         assert job is not None
-        assert (job.progress_fraction, job.progress_stage) == (0.2, "probes")
+        assert (job.progress_fraction, job.progress_stage) == (0.3, "kernel: block 3/4")
+
+
+def test_a_stage_change_is_written_at_once_even_within_the_interval(
+    store: JobStore, artifacts: ArtifactStore
+) -> None:
+    job_id, attempt = _claimed(store, artifacts, lease_s=30)
+    with LeaseKeeper(store, job_id, attempt, lease_s=30, min_interval_s=5.0) as keeper:
+        keeper.on_progress(0.1, "kernel")
+        _wait_for_stage(store, job_id, "kernel", within=0.5)
+        keeper.on_progress(0.2, "hessian norm: restart 1/3")
+        _wait_for_stage(store, job_id, "hessian norm: restart 1/3", within=0.5)
+
+
+def test_callbacks_never_touch_the_store(store: JobStore, artifacts: ArtifactStore) -> None:
+    # The core calls both from inner loops: they must be memory operations only.
+    job_id, attempt = _claimed(store, artifacts, lease_s=30)
+    calls: list[str] = []
+    spy = _SpyStore(store, calls)
+    with LeaseKeeper(spy, job_id, attempt, lease_s=30, min_interval_s=0.2) as keeper:  # type: ignore[arg-type]
+        time.sleep(0.1)
+        main_thread = threading.get_ident()
+        for i in range(20_000):
+            keeper.on_progress(i / 20_000, f"gd: step {i}")
+            keeper.should_cancel()
+        assert all(thread != main_thread for _, thread in spy.threads)
+    assert calls  # the background thread did write
+
+
+def test_should_cancel_turns_true_within_the_poll_interval_without_any_progress(
+    store: JobStore, artifacts: ArtifactStore
+) -> None:
+    job_id, attempt = _claimed(store, artifacts, lease_s=30)
+    with LeaseKeeper(store, job_id, attempt, lease_s=30, min_interval_s=10.0) as keeper:
+        time.sleep(0.2)
+        assert not keeper.should_cancel()
+        store.request_cancel(job_id, tenant="default")
+        asked = time.monotonic()
+        while not keeper.should_cancel():
+            assert time.monotonic() - asked < 0.5 + 0.5, "cancel not seen within poll + slack"
+            time.sleep(0.01)
+        assert keeper.cancel_requested and not keeper.lost
 
 
 def test_should_cancel_turns_true_after_the_user_cancels(
