@@ -21,7 +21,7 @@ from service.deps import Dispatcher
 from service.errors import install_error_handlers
 from service.metrics import Metrics
 from service.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
-from service.routes import certifications, health
+from service.routes import certifications, estimates, health
 from service.routes.docs import install_docs
 from service.schemas import CertificationCreateJSON
 from service.store.artifacts import ArtifactStore
@@ -35,6 +35,7 @@ DESCRIPTION = """Certifies whether gradient descent trains a given network on gi
 loss (PL* condition of Liu, Zhu and Belkin), and how fast.
 
 Submit a model and data to `POST /v1/certifications`, poll the job, then fetch the report.
+`POST /v1/estimates` with the same body estimates the job's time and memory (nothing queued).
 Errors are RFC 9457 `application/problem+json`. Send your key in the `X-API-Key` header.
 """
 
@@ -124,6 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_error_handlers(app)
     app.include_router(certifications.router)
+    app.include_router(estimates.router)
     app.include_router(health.router)
     install_docs(app, title=TITLE)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
