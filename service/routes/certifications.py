@@ -140,7 +140,9 @@ async def create_certification(
     """Submit a model and data for certification. Answers 202 with the queued job.
 
     The model and data are loaded at once: an unreadable model, an invalid spec, NaN data or
-    data that does not fit the model is answered with 422 here.
+    data that does not fit the model is answered with 422 here, and so is a job whose estimated
+    peak memory exceeds the worker's limit (``PLCERT_WORKER_MEMORY_LIMIT``; see
+    ``POST /v1/estimates``).
     """
     sub = await read_submission(request)
     body_sha256 = sub.body_sha256()
@@ -282,7 +284,8 @@ async def get_report_html(
 async def cancel_certification(
     job_id: str, response: Response, tenant: TenantDep, store: StoreDep
 ) -> CertificationJob:
-    """A queued job is canceled at once; a running one stops at its next progress report.
+    """A queued job is canceled at once; a running one stops at the computation's next
+    cancellation check (the worker refreshes the flag from the job store every 0.5 s).
 
     409 when the job already finished.
     """

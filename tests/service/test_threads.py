@@ -92,3 +92,16 @@ def test_set_torch_threads_applies_to_threads_started_later() -> None:
         assert seen == [1]
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_api_process_runs_torch_with_one_thread(tmp_path: Path) -> None:
+    from service.main import API_TORCH_THREADS, create_app
+    from tests.service.conftest import make_settings
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        create_app(make_settings(tmp_path))
+        assert torch.get_num_threads() == API_TORCH_THREADS == 1
+    finally:
+        torch.set_num_threads(before)
