@@ -85,7 +85,9 @@ class Progress(BaseModel):
     """How far a job got."""
 
     fraction: float = Field(ge=0, le=1, description="0 at submission, 1 when done")
-    stage: str = Field(description="Name of the current stage")
+    stage: str = Field(
+        description="The current stage: its name, or 'name: step' with the step within it"
+    )
 
 
 class JobLinks(BaseModel):

@@ -53,6 +53,7 @@ class LeaseKeeper:
         self._pending: tuple[float, str] | None = None
         self._written_stage: str | None = None
         self._last_write = time.monotonic()
+        self._last_failure = -math.inf
         self._last_poll = -math.inf
         self._lock = threading.Lock()
         self._io = threading.Lock()
@@ -127,6 +128,7 @@ class LeaseKeeper:
                 )
             except Exception:
                 log.warning("heartbeat of job %s failed", self.job_id, exc_info=True)
+                self._last_failure = time.monotonic()
                 with self._lock:
                     if pending is not None and self._pending is None:
                         self._pending = pending
@@ -136,6 +138,8 @@ class LeaseKeeper:
             self._apply(result)
 
     def _due(self, now: float) -> bool:
+        if now - self._last_failure < self.min_interval_s:
+            return False  # the store failed just now: retry after the interval, not every tick
         since = now - self._last_write
         if since >= max(self.lease_s / 3.0, 0.05):
             return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from typing import Any
@@ -142,3 +143,27 @@ def test_a_reclaimed_job_reads_as_lost_for_the_old_attempt(
     keeper = LeaseKeeper(store, job_id, attempt, lease_s=0.2, min_interval_s=0.0)
     assert keeper.should_cancel()
     assert keeper.lost and not keeper.cancel_requested
+
+
+def test_a_failing_store_is_retried_once_per_interval_not_every_tick(
+    store: JobStore, artifacts: ArtifactStore
+) -> None:
+    job_id, attempt = _claimed(store, artifacts, lease_s=30)
+    calls: list[float] = []
+
+    class Failing:
+        def heartbeat(self, *_: object, **__: object) -> object:
+            calls.append(time.monotonic())
+            raise OSError("database down")
+
+        def attempt_state(self, *_: object, **__: object) -> object:
+            return store.attempt_state(job_id, attempt=attempt)
+
+    keeper = LeaseKeeper(Failing(), job_id, attempt, lease_s=30, min_interval_s=0.5)  # type: ignore[arg-type]
+    with keeper:
+        keeper.on_progress(0.1, "kernel")
+        time.sleep(1.3)
+        keeper.on_progress(0.2, "hessian norm")  # a new stage while the store is down
+        time.sleep(0.3)
+    assert 2 <= len(calls) <= 4, calls
+    assert all(b - a >= 0.45 for a, b in itertools.pairwise(calls))
