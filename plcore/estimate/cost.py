@@ -6,9 +6,12 @@ the sizes off a model with one forward pass on one zero sample.
 Memory (float64, 8 bytes a number; N = n k outputs, m parameters, A activations per sample):
 
 * the process itself (interpreter, torch, plcore): ``CostModel.baseline_bytes``;
-* data 8 n (d + k), parameter-sized vectors (w0, iterates, gradients, probe points) 12 * 8 m;
-* the tangent kernel K (N x N) and ``eigvalsh``'s copy of it, plus one kernel kept for the SGD
-  stage: 3 * 8 N^2;
+* data 8 n (d + k); parameter-sized vectors (w0, iterates, gradients, probe points, power
+  method and Lanczos work vectors, autograd buffers): 96 * 8 m, a count fitted to the measured
+  peak resident size (``bench/estimate_bench.py``);
+* the tangent kernel K (N x N) with the temporaries of its assembly (the per-layer Gram
+  products) and of ``eigvalsh`` (a copy and its workspace): 5 * 8 N^2 (measured: 4.4 at
+  N = 4000);
 * the kernel's intermediates: structured method, every layer's inputs and output derivatives
   for all samples, 8 n A (1 + k); reference method, two chunks of Jacobian rows, at most
   2 * 8 N m and at most 256 MiB (``plcore.kernel._blocks.DEFAULT_CHUNK_BYTES``) per chunk;
@@ -18,12 +21,13 @@ Memory (float64, 8 bytes a number; N = n k outputs, m parameters, A activations 
 The peak is the baseline, data and vectors plus the larger of the kernel stage and the Hessian
 stage. Time: every stage is counted in passes (forward, gradient, Hessian-vector product: about
 1, 3 and 5 forward flops, ``2 MACs`` a weight use) and dense matrix work (Gram products
-2 N^2 (A + d) or 2 N^2 m, ``eigvalsh`` about 4 N^3 flops); a pass costs a fixed overhead per
-layer plus its flops at a calibrated rate (:data:`CALIBRATED`). The iteration counts of the
-iterative solvers (power method, Lanczos, radius search) depend on the problem: ``time_s``
-uses typical counts, ``time_upper_s`` every iteration the budget allows. The constants were
-fitted on the 2-core development machine (``bench/estimate_bench.py`` measures the accuracy
-and refits them); see ``CostEstimate.accuracy``.
+2 N^2 (A + d) or 2 N^2 m; ``eigvalsh`` about 4/3 N^3 flops, its tridiagonalisation); a pass
+costs a fixed overhead per layer plus its flops at a calibrated rate (:data:`CALIBRATED`).
+The iteration counts of the iterative solvers (power method, Lanczos, radius search) depend on
+the problem: ``time_s`` uses typical counts, ``time_upper_s`` every iteration the budget
+allows. The constants were fitted on the 2-core development machine
+(``bench/estimate_bench.py`` measures the accuracy and refits them); see
+``CostEstimate.accuracy``.
 """
 
 from __future__ import annotations
@@ -45,6 +49,10 @@ TYPICAL_OUTER_ITERATIONS = 5
 """Outer iterations a Hessian power method typically needs (observed 3 to 15)."""
 PROBE_TYPICAL_OUTER_ITERATIONS = 2
 """The same for a probe's loose Hessian norm (observed about 2 krylov_dim products a point)."""
+KERNEL_MATRICES = 5
+"""N x N float64 matrices alive while the kernel is assembled and its eigenvalues computed."""
+PARAMETER_VECTORS = 96
+"""Parameter-sized float64 vectors alive at the peak (fitted to measured resident sizes)."""
 HESSIAN_PROBE_MAX_ITER = 50
 """Outer iterations a probe's Hessian norm may take (plcore.estimate.probes)."""
 
@@ -103,12 +111,17 @@ class CostModel:
 
 
 CALIBRATED = CostModel(
-    seconds_per_layer_pass=2.5e-4,
-    flops_per_second=1.5e9,
-    blas_flops_per_second=6.0e9,
-    baseline_bytes=420 * 2**20,
+    seconds_per_layer_pass=2.0e-4,
+    flops_per_second=5.0e8,
+    blas_flops_per_second=1.5e10,
+    baseline_bytes=415 * 2**20,
     machine="2-core x86-64 development machine, torch 2.13 CPU build, 1 thread per job",
+    startup_s=1.0,
 )
+"""Fitted by ``python -m bench.estimate_bench --fit`` to the CPU seconds and peak resident sizes
+of six NTK tanh MLP runs (65 to 68k parameters, n = 8 to 32, budgets fast and standard); the
+dense rate and the kernel memory to an under-parameterized run with N = 4000 (eigvalsh of a
+4000 x 4000 matrix: 5.4 CPU seconds, peak 954 MiB)."""
 
 
 @dataclass(frozen=True)
@@ -144,10 +157,11 @@ class CostEstimate:
     size: ProblemSize
     budget: str
     accuracy: str = field(
-        default="time: measured runs within 0.5x to 2x of time_s (budget 'fast' and "
-        "'standard', MLPs of 65 to 68k parameters, on the calibration machine; other "
-        "machines, GPUs and other layer types differ); memory: the peak resident size "
-        "within +-25%"
+        default="calibrated on one 2-core CPU machine, one thread per job, tanh MLPs of 65 to "
+        "68k parameters, n = 8 to 6000: the CPU time of 11 measured runs was 0.44x to 1.43x "
+        "of time_s (4 of them held out of the fit); the peak resident size 0.93x to 1.04x of "
+        "peak_memory_bytes. Other machines, GPUs, other layer types and the inner loops of "
+        "a newer numerical core differ: refit with bench/estimate_bench.py"
     )
 
     def as_dict(self) -> dict[str, Any]:
@@ -233,7 +247,7 @@ class _Clock:
     def kernel(self, count: float = 1.0) -> float:
         """K = J J^T and its eigenvalues."""
         s, N = self.s, float(self.s.N)
-        eig = self.dense(4.0 * N**3)
+        eig = self.dense(4.0 / 3.0 * N**3)
         # structured: Gram products of layer inputs and output derivatives; reference: of
         # Jacobian rows. Both need one forward and k backward passes.
         gram = (s.activations + s.input_numel) if s.structured_kernel else s.n_params
@@ -256,8 +270,8 @@ def memory_terms(s: ProblemSize, b: Budget, cm: CostModel = CALIBRATED) -> dict[
     return {
         "baseline": cm.baseline_bytes,
         "data": F64 * n * (s.input_numel + k),
-        "parameter_vectors": 12 * F64 * m,
-        "kernel_matrices": 3 * F64 * N * N,
+        "parameter_vectors": PARAMETER_VECTORS * F64 * m,
+        "kernel_matrices": KERNEL_MATRICES * F64 * N * N,
         "kernel_intermediates": int(kernel_work),
         "hessian_graphs": 6 * F64 * n * A,
         "lanczos_basis": F64 * (b.krylov_dim + 1) * m,
