@@ -13,6 +13,9 @@ thread does all the I/O:
   ``should_cancel`` answers within that time of the request, whatever the core is doing;
 - the lease is renewed every ``lease_s / 3`` even while one long stage reports nothing.
 
+It also adds up the wall time spent in each stage name (:meth:`LeaseKeeper.stage_seconds`), which
+the task logs when the job ends.
+
 A lost lease (another worker re-claimed the job after this one was presumed dead) reads as a
 cancellation: the computation stops and its result is dropped.
 """
@@ -52,6 +55,9 @@ class LeaseKeeper:
         self.lost = False
         self._pending: tuple[float, str] | None = None
         self._written_stage: str | None = None
+        self._seen_stage: str | None = None
+        self._stage_started = time.monotonic()
+        self._stage_seconds: dict[str, float] = {}
         self._last_write = time.monotonic()
         self._last_failure = -math.inf
         self._last_poll = -math.inf
@@ -65,11 +71,29 @@ class LeaseKeeper:
 
     def on_progress(self, fraction: float, stage: str) -> None:
         """Record progress; a new stage name wakes the writer thread at once."""
+        name = stage_name(stage)
         with self._lock:
             self._pending = (float(fraction), stage)
-            new_stage = stage_name(stage) != self._written_stage
+            new_stage = name != self._written_stage
+            if name != self._seen_stage:
+                self._close_stage(time.monotonic())
+                self._seen_stage = name
         if new_stage:
             self._wake.set()
+
+    def _close_stage(self, now: float) -> None:
+        if self._seen_stage is not None:
+            spent = now - self._stage_started
+            self._stage_seconds[self._seen_stage] = (
+                self._stage_seconds.get(self._seen_stage, 0.0) + spent
+            )
+        self._stage_started = now
+
+    def stage_seconds(self) -> dict[str, float]:
+        """Wall seconds spent in each stage name so far (the current one up to now)."""
+        with self._lock:
+            self._close_stage(time.monotonic())
+            return dict(self._stage_seconds)
 
     def should_cancel(self) -> bool:
         """True once the user asked to cancel or this worker lost the job.

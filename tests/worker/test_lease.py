@@ -7,6 +7,8 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from service.store.artifacts import ArtifactStore
 from service.store.jobs import JobStore
 from tests.worker.conftest import make_job
@@ -167,3 +169,22 @@ def test_a_failing_store_is_retried_once_per_interval_not_every_tick(
         time.sleep(0.3)
     assert 2 <= len(calls) <= 4, calls
     assert all(b - a >= 0.45 for a, b in itertools.pairwise(calls))
+
+
+def test_stage_seconds_add_up_the_wall_time_of_each_stage_name(
+    store: JobStore, artifacts: ArtifactStore
+) -> None:
+    job_id, attempt = _claimed(store, artifacts, lease_s=30)
+    keeper = LeaseKeeper(store, job_id, attempt, lease_s=30)
+    keeper.on_progress(0.0, "kernel")
+    time.sleep(0.2)
+    keeper.on_progress(0.1, "hessian norm: restart 1/3")
+    time.sleep(0.1)
+    keeper.on_progress(0.2, "hessian norm: restart 2/3")  # same stage name: no new entry
+    time.sleep(0.1)
+    keeper.on_progress(0.3, "kernel")  # a stage seen again adds up
+    time.sleep(0.1)
+    seconds = keeper.stage_seconds()
+    assert set(seconds) == {"kernel", "hessian norm"}
+    assert seconds["kernel"] == pytest.approx(0.3, abs=0.08)
+    assert seconds["hessian norm"] == pytest.approx(0.2, abs=0.08)
