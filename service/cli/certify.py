@@ -1,6 +1,8 @@
 """`plcert certify MODEL DATA --out DIR`: run a certification locally and write the report.
 
 Writes ``DIR/report.json`` and ``DIR/report.html`` and prints a summary table.
+``--dry-run`` loads model and data, prints the estimated time and peak memory of the run
+(:mod:`plcore.estimate.cost`; ``--json`` for JSON) and exits 0 without computing.
 
 Exit codes: 0 done (and certified, with ``--fail-if-not-certified``); 1 not certified with
 ``--fail-if-not-certified``; 2 bad input or usage (one ``error: ...`` line on stderr, no
