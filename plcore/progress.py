@@ -4,6 +4,11 @@ The worker passes two callables into :func:`plcore.certify`: ``on_progress(fract
 and ``should_cancel() -> bool``. The core calls :meth:`Progress.step` between units of work;
 when ``should_cancel`` answers True it raises :class:`plcore.errors.Cancelled`, so no half
 computed report is ever returned.
+
+Stage strings: ``"name"`` or ``"name: step"`` (e.g. ``"hessian norm: restart 2/3, iteration
+14"``). The name (:func:`stage_name`) says which stage runs; the step after :data:`STEP_SEPARATOR`
+says where within it. Consumers treat a new name as a stage change (the worker writes it at once)
+and a new step as progress within the stage.
 """
 
 from __future__ import annotations
@@ -15,6 +20,19 @@ from plcore.errors import Cancelled
 
 ProgressCallback = Callable[[float, str], None]
 CancelCheck = Callable[[], bool]
+
+STEP_SEPARATOR = ": "
+"""Separates a stage's name from the step within it in a stage string."""
+
+
+def stage_name(stage: str) -> str:
+    """The stage's name without the step: ``"radius search: rho 3/10"`` -> ``"radius search"``."""
+    return stage.split(STEP_SEPARATOR, 1)[0].strip()
+
+
+def with_step(name: str, step: str) -> str:
+    """``"name: step"`` (the stage string for a step within a stage)."""
+    return f"{name}{STEP_SEPARATOR}{step}"
 
 
 @dataclass

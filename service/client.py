@@ -28,6 +28,7 @@ import httpx
 
 TERMINAL = ("succeeded", "failed", "canceled")
 API = "/v1/certifications"
+ESTIMATES = "/v1/estimates"
 
 ModelSource = str | Path | Mapping[str, Any]
 DataSource = str | Path | Mapping[str, Any]
@@ -102,24 +103,47 @@ class PlcertClient:
     ) -> dict[str, Any]:
         """Submit a certification job; returns the queued job (202 answer)."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self._post_problem(API, model, data, options, weights=weights, headers=headers)
+
+    def estimate(
+        self,
+        model: ModelSource,
+        data: DataSource,
+        options: Mapping[str, Any] | None = None,
+        *,
+        weights: str | Path | None = None,
+    ) -> dict[str, Any]:
+        """The estimated time and memory of a job (``POST /v1/estimates``; nothing queued)."""
+        return self._post_problem(ESTIMATES, model, data, options, weights=weights, headers={})
+
+    def _post_problem(
+        self,
+        path: str,
+        model: ModelSource,
+        data: DataSource,
+        options: Mapping[str, Any] | None,
+        *,
+        weights: str | Path | None,
+        headers: dict[str, str],
+    ) -> dict[str, Any]:
         spec = _spec_of(model)
         if spec is not None and weights is None and (isinstance(data, Mapping) or _is_named(data)):
             body = {"model_spec": spec, "data": data, "options": dict(options or {})}
-            r = self.http.post(API, json=body, headers=headers)
+            r = self.http.post(path, json=body, headers=headers)
             return dict(self._check(r).json())
 
         files: dict[str, tuple[str, bytes, str]] = {}
         if spec is not None:
             files["model"] = ("model.json", json.dumps(spec).encode(), "application/json")
         else:
-            path = Path(str(model))
-            files["model"] = (path.name, path.read_bytes(), "application/octet-stream")
+            model_path = Path(str(model))
+            files["model"] = (model_path.name, model_path.read_bytes(), "application/octet-stream")
         files["data"] = _data_part(data)
         if weights is not None:
             wpath = Path(weights)
             files["weights"] = (wpath.name, wpath.read_bytes(), "application/octet-stream")
         form = {"options": json.dumps(dict(options or {}))}
-        r = self.http.post(API, files=files, data=form, headers=headers)
+        r = self.http.post(path, files=files, data=form, headers=headers)
         return dict(self._check(r).json())
 
     def get(self, job_id: str) -> dict[str, Any]:

@@ -51,6 +51,58 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "kib": 2**10,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "mib": 2**20,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "gib": 2**30,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "tib": 2**40,
+}
+
+
+def parse_bytes(text: str, name: str) -> int:
+    """``"8GiB"`` -> 8589934592; plain digits are bytes; units k/M/G/T (decimal) and
+    KiB/MiB/GiB/TiB (binary), case-insensitive."""
+    raw = text.strip().replace(" ", "").replace("_", "")
+    i = len(raw)
+    while i > 0 and not (raw[i - 1].isdigit() or raw[i - 1] == "."):
+        i -= 1
+    number, unit = raw[:i], raw[i:].lower()
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if unit not in _UNITS or not value > 0 or value == float("inf"):
+        raise ValueError(f"{name}={text!r} is not a size like 8589934592, '8GiB' or '512MB'")
+    return int(value * _UNITS[unit])
+
+
+def machine_memory_bytes(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """This machine's physical memory, lowered by a cgroup memory limit when one is set."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for limit_file in (
+        cgroup_root / "memory.max",
+        cgroup_root / "memory" / "memory.limit_in_bytes",
+    ):
+        try:
+            raw = limit_file.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if raw.isdigit() and 0 < int(raw) < total:
+            total = int(raw)
+        break
+    return int(total)
+
+
 class ConfigError(ValueError):
     """A configuration that the service refuses to start with."""
 
@@ -99,6 +151,20 @@ class Settings(BaseSettings):
     validation_timeout_s: float = Field(
         120.0, gt=0, description="Time allowed for loading model and data at submit."
     )
+    torch_threads: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="torch threads of each worker pool process; default: usable cores / "
+        "concurrency (CPU affinity and cgroup quota), at least 1.",
+    )
+    worker_memory_limit: int = Field(
+        default_factory=lambda: machine_memory_bytes(),
+        gt=0,
+        description="Memory one job may use on a worker, in bytes or with a unit (e.g. '8GiB'): "
+        "the API refuses a job whose estimated peak memory exceeds it. Default: this machine's "
+        "memory (or its cgroup limit).",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = Field(True, description="One JSON object per log line.")
 
@@ -113,6 +179,11 @@ class Settings(BaseSettings):
             # psycopg 3 is the installed driver; plain postgresql:// would ask for psycopg2.
             v = "postgresql+psycopg://" + v[len("postgresql://") :]
         return v
+
+    @field_validator("worker_memory_limit", mode="before")
+    @classmethod
+    def _memory_size(cls, v: Any) -> Any:
+        return parse_bytes(v, "PLCERT_WORKER_MEMORY_LIMIT") if isinstance(v, str) else v
 
     @field_validator("broker_url")
     @classmethod

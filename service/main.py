@@ -21,11 +21,12 @@ from service.deps import Dispatcher
 from service.errors import install_error_handlers
 from service.metrics import Metrics
 from service.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
-from service.routes import certifications, health
+from service.routes import certifications, estimates, health
 from service.routes.docs import install_docs
 from service.schemas import CertificationCreateJSON
 from service.store.artifacts import ArtifactStore
 from service.store.jobs import JobRecord, JobStore
+from service.threads import set_torch_threads
 
 log = logging.getLogger("plcert.service")
 
@@ -34,6 +35,7 @@ DESCRIPTION = """Certifies whether gradient descent trains a given network on gi
 loss (PL* condition of Liu, Zhu and Belkin), and how fast.
 
 Submit a model and data to `POST /v1/certifications`, poll the job, then fetch the report.
+`POST /v1/estimates` with the same body estimates the job's time and memory (nothing queued).
 Errors are RFC 9457 `application/problem+json`. Send your key in the `X-API-Key` header.
 """
 
@@ -79,9 +81,20 @@ def _errors_as_problems(schema: dict[str, Any]) -> None:
         components.pop(name, None)
 
 
+API_TORCH_THREADS = 1
+"""torch threads of the API process: its validation threads load models at submit, beside the
+workers; one thread each keeps them from oversubscribing the CPU (``service.threads``)."""
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the API app: migrates the job store, mounts routes, docs, metrics and handlers."""
+    """Build the API app: migrates the job store, mounts routes, docs, metrics and handlers.
+
+    Sets this process's torch threads to :data:`API_TORCH_THREADS` (threads started later,
+    such as the validation threads, inherit the count).
+    """
     settings = settings or get_settings()
+    threads = set_torch_threads(API_TORCH_THREADS)
+    log.info("API: torch threads intra-op %d, inter-op %d", threads.intra_op, threads.inter_op)
     settings.ensure_dirs()
     store = JobStore(settings.resolved_database_url, idempotency_ttl_s=settings.idempotency_ttl_s)
     store.migrate()
@@ -112,6 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_error_handlers(app)
     app.include_router(certifications.router)
+    app.include_router(estimates.router)
     app.include_router(health.router)
     install_docs(app, title=TITLE)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)

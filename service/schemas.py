@@ -85,7 +85,9 @@ class Progress(BaseModel):
     """How far a job got."""
 
     fraction: float = Field(ge=0, le=1, description="0 at submission, 1 when done")
-    stage: str = Field(description="Name of the current stage")
+    stage: str = Field(
+        description="The current stage: its name, or 'name: step' with the step within it"
+    )
 
 
 class JobLinks(BaseModel):
@@ -174,3 +176,45 @@ class Readiness(BaseModel):
 
     status: Literal["ready", "not_ready"]
     checks: dict[str, str]
+
+
+class StageEstimate(BaseModel):
+    """One stage of the run: typical and worst-case seconds, memory above the baseline."""
+
+    name: str
+    seconds: float
+    seconds_upper: float
+    memory_bytes: int
+
+
+class CostEstimateOut(BaseModel):
+    """What a certification would cost (``POST /v1/estimates``; nothing is queued)."""
+
+    time_s: float = Field(description="Typical wall time, seconds (typical solver iterations)")
+    time_upper_s: float = Field(
+        description="Wall time if every solver runs to the budget's iteration limits"
+    )
+    peak_memory_bytes: int = Field(description="Estimated peak resident memory of the worker")
+    worker_memory_limit_bytes: int = Field(
+        description="Memory a job may use on a worker (PLCERT_WORKER_MEMORY_LIMIT)"
+    )
+    fits: bool = Field(
+        description="peak_memory_bytes <= worker_memory_limit_bytes: a submission is accepted"
+    )
+    memory: dict[str, int] = Field(description="The terms of the peak, bytes each")
+    stages: list[StageEstimate]
+    size: dict[str, Any] = Field(
+        description="Sizes the estimate uses: n_samples, n_outputs, N, n_params, activations, ..."
+    )
+    budget: str
+    accuracy: str = Field(description="How close measured runs came to the estimate")
+
+    @classmethod
+    def from_estimate(cls, estimate: Any, worker_memory_limit: int) -> CostEstimateOut:
+        """The public view of a :class:`plcore.estimate.cost.CostEstimate`."""
+        raw = estimate.as_dict()
+        return cls(
+            **raw,
+            worker_memory_limit_bytes=worker_memory_limit,
+            fits=estimate.peak_memory_bytes <= worker_memory_limit,
+        )

@@ -102,3 +102,29 @@ def test_compose_file_names_only_existing_dockerfiles() -> None:
         build = service.get("build")
         if build:
             assert Path(ROOT / build["dockerfile"]).is_file(), name
+
+
+def _concurrency(command: str | list[str]) -> int:
+    args = _as_list(command)
+    return int(args[args.index("--concurrency") + 1])
+
+
+def _bytes(text: str) -> int:
+    from service.config import parse_bytes
+
+    return parse_bytes(text, "size")
+
+
+def test_cpu_worker_threads_match_its_cpu_limit_and_concurrency() -> None:
+    # cpus = concurrency x torch threads: no oversubscription, no idle core (issue 8).
+    raw = yaml.safe_load(COMPOSE.read_text())
+    worker = raw["services"]["worker"]
+    threads = int(worker["environment"]["PLCERT_TORCH_THREADS"])
+    assert float(worker["cpus"]) == _concurrency(worker["command"]) * threads
+
+
+def test_api_memory_limit_of_a_job_fits_in_the_worker_memory_limit() -> None:
+    raw = yaml.safe_load(COMPOSE.read_text())
+    worker = raw["services"]["worker"]
+    per_job = _bytes(str(raw["x-plcert-env"]["PLCERT_WORKER_MEMORY_LIMIT"]))
+    assert per_job * _concurrency(worker["command"]) <= _bytes(str(worker["mem_limit"]) + "iB")

@@ -21,6 +21,11 @@ Reliability settings (see PITFALLS.md, "Celery"):
   (:mod:`worker.janitor`) re-queue such jobs.
 
 CUDA is never touched here: GPU workers run ``-P solo`` (or initialise CUDA in pool children).
+
+Threads: every process that computes sets torch's intra- and inter-op threads to its share of
+the usable cores (:mod:`service.threads`): a prefork pool child to ``cores / concurrency`` when it
+starts (``worker_process_init``), a solo or threads pool at worker start (one process computes
+all jobs; the threads pool's jobs share it). ``PLCERT_TORCH_THREADS`` overrides the share.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init, worker_ready, worker_shutdown
+from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 from kombu import Exchange, Queue
 
 from service.config import Settings, get_settings
@@ -125,12 +130,45 @@ def make_celery(settings: Settings, *, create_dirs: bool = True) -> Celery:
 app = make_celery(get_settings(), create_dirs=False)
 
 
-# ----- worker lifecycle: schema, janitor --------------------------------------------------------
+# ----- worker lifecycle: threads, schema, janitor ----------------------------------------------
 # Connected here because this is the module `celery -A worker.celery_app worker` loads.
 # Pool children never use the janitor's database engine; it stays referenced (never garbage
 # collected there), so a child cannot close the parent's pooled sockets.
 
 _janitor: Any = None
+_pool_concurrency = 1  # set in the main process at worker_init; pool children inherit it
+
+
+def pool_kind(pool_cls: Any) -> str:
+    """``"prefork"``, ``"solo"``, ``"threads"`` (or the class path) of a worker's pool."""
+    path = pool_cls if isinstance(pool_cls, str) else f"{pool_cls.__module__}.{pool_cls.__name__}"
+    for kind, marker in (("prefork", "prefork"), ("solo", "solo"), ("threads", "thread")):
+        if marker in path.lower():
+            return kind
+    return path
+
+
+@worker_init.connect
+def _budget_threads(sender: Any = None, **_: Any) -> None:
+    """Remember the concurrency for the pool children; a solo / threads pool sets threads now."""
+    global _pool_concurrency
+    from service.threads import budget_torch_threads
+
+    kind = pool_kind(getattr(sender, "pool_cls", "prefork"))
+    concurrency = max(int(getattr(sender, "concurrency", 1) or 1), 1)
+    _pool_concurrency = 1 if kind == "solo" else concurrency
+    if kind != "prefork":
+        override = get_settings().torch_threads
+        budget_torch_threads(_pool_concurrency, override, role=f"worker ({kind} pool)")
+
+
+@worker_process_init.connect
+def _budget_child_threads(**_: Any) -> None:
+    """A prefork pool child: torch threads = usable cores / concurrency (or the override)."""
+    from service.threads import budget_torch_threads
+
+    override = get_settings().torch_threads
+    budget_torch_threads(_pool_concurrency, override, role="worker pool process")
 
 
 @worker_init.connect

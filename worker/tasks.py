@@ -141,6 +141,8 @@ def run_job(
         )
         return None
     log.info("job %s %s after %.2f s (attempt %d)", job_id, status, elapsed, job.attempt)
+    stages = ", ".join(f"{name} {sec:.2f} s" for name, sec in keeper.stage_seconds().items())
+    log.info("job %s stage wall times: %s", job_id, stages or "none reported")
     return status
 
 

@@ -1,6 +1,8 @@
 """`plcert certify MODEL DATA --out DIR`: run a certification locally and write the report.
 
 Writes ``DIR/report.json`` and ``DIR/report.html`` and prints a summary table.
+``--dry-run`` loads model and data, prints the estimated time and peak memory of the run
+(:mod:`plcore.estimate.cost`; ``--json`` for JSON) and exits 0 without computing.
 
 Exit codes: 0 done (and certified, with ``--fail-if-not-certified``); 1 not certified with
 ``--fail-if-not-certified``; 2 bad input or usage (one ``error: ...`` line on stderr, no
@@ -120,8 +122,9 @@ def certify_command(
         ),
     ],
     out: Annotated[
-        Path, typer.Option("--out", metavar="DIR", help="Folder for report.json and report.html.")
-    ],
+        Path | None,
+        typer.Option("--out", metavar="DIR", help="Folder for report.json and report.html."),
+    ] = None,
     format_model: Annotated[
         str | None,
         typer.Option("--format-model", help="onnx or json (default: from the file suffix)."),
@@ -179,6 +182,13 @@ def certify_command(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar or table; print the verdict.")
     ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Print the estimated time and memory; compute nothing."),
+    ] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="With --dry-run: print the estimate as JSON.")
+    ] = False,
 ) -> None:
     """Certify that gradient descent trains MODEL on DATA to zero loss; write the report to --out.
 
@@ -200,7 +210,9 @@ def certify_command(
             trainable=trainable or None,
             frozen=frozen or [],
         )
-        if out.exists() and not out.is_dir():
+        if out is None and not dry_run:
+            raise _BadInput("--out DIR is required (or --dry-run for an estimate only)")
+        if out is not None and out.exists() and not out.is_dir():
             raise _BadInput(f"--out must be a folder, but {out} is a file")
         loaded_model = _load_model(Path(model), format_model, weights)
         dataset = _load_data(data, target_columns)
@@ -209,6 +221,13 @@ def certify_command(
         from plcore.data import check_fits
 
         check_fits(loaded_model, dataset)
+        if dry_run:
+            from plcore.estimate.cost import estimate_for
+            from service.cli.dry_run import print_estimate
+
+            print_estimate(estimate_for(loaded_model, dataset, options), as_json=json_output)
+            return
+        assert out is not None
         with _progress(not quiet) as on_progress:
             report = certify(loaded_model, dataset, options, on_progress=on_progress)
         report_json = report.model_dump_json(indent=2)
@@ -242,6 +261,7 @@ def certify_command(
             EXIT_FAILED,
         )
 
+    assert out is not None
     _print_result(report, out, quiet)
     if fail_if_not_certified and report.verdict != "certified":
         raise typer.Exit(EXIT_NOT_CERTIFIED)

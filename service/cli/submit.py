@@ -81,6 +81,10 @@ def submit(
         ),
     ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job until it ends.")] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Print the server's estimate (JSON); queue nothing."),
+    ] = False,
     out: Annotated[
         Path | None, typer.Option(help="With --wait: write report.json and report.html here.")
     ] = None,
@@ -119,6 +123,9 @@ def submit(
     client = PlcertClient(url, api_key=api_key)
     console = Console(stderr=True, highlight=False)
     try:
+        if dry_run:
+            typer.echo(json.dumps(client.estimate(Path(model), data, opts, weights=weights)))
+            raise typer.Exit(EXIT_OK)
         job = client.submit(Path(model), data, opts, weights=weights)
         typer.echo(job["id"])
         if not wait:

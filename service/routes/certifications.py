@@ -6,7 +6,9 @@ Routes are thin: parse, call the store / loaders, shape the answer. The submit p
 2. normalise it to bytes, formats and validated options, and hash that
    (``service.submission``);
 3. replay an earlier job for the same ``Idempotency-Key`` and body, or 422 for another body;
-4. load model and data in a thread (a bad model or data is a 422 now, not a failed job later);
+4. load model and data in a thread (a bad model or data is a 422 now, not a failed job later)
+   and estimate the job's cost: a job whose estimated peak memory exceeds
+   ``PLCERT_WORKER_MEMORY_LIMIT`` is a 422 (``plcore.estimate.cost``);
 5. store the bytes as artifacts, the job in the store, and send it to the workers.
 """
 
@@ -20,6 +22,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
+from plcore.estimate.cost import CostEstimate, estimate_for
 from plcore.report.schema import Report
 from service.deps import ArtifactsDep, DispatcherDep, SettingsDep, StoreDep, TenantDep
 from service.errors import ProblemException
@@ -53,15 +56,16 @@ def _job_response(response: Response, job: JobRecord) -> CertificationJob:
     return CertificationJob.from_record(job)
 
 
-async def _validate(sub: Submission, timeout_s: float) -> None:
-    """Load model and data in a worker thread, within ``timeout_s`` (PLCERT_VALIDATION_TIMEOUT_S).
+async def validate_and_estimate(sub: Submission, timeout_s: float) -> CostEstimate:
+    """Load model and data in a worker thread, within ``timeout_s`` (PLCERT_VALIDATION_TIMEOUT_S),
+    and estimate the run's cost from their sizes.
 
     A thread cannot be killed: on timeout the answer is 413 at once and the thread finishes on
     its own; the size caps of the loaders bound how long that can take.
     """
 
-    def load() -> None:
-        load_inputs(
+    def load() -> CostEstimate:
+        model, data = load_inputs(
             sub.model,
             sub.model_format,
             sub.data,
@@ -70,10 +74,11 @@ async def _validate(sub: Submission, timeout_s: float) -> None:
             trainable=sub.options.trainable,
             frozen=sub.options.frozen,
         )
+        return estimate_for(model, data, sub.options)
 
     try:
         with anyio.fail_after(timeout_s):
-            await anyio.to_thread.run_sync(load, abandon_on_cancel=True)
+            return await anyio.to_thread.run_sync(load, abandon_on_cancel=True)
     except TimeoutError:
         raise ProblemException(
             413,
@@ -82,6 +87,28 @@ async def _validate(sub: Submission, timeout_s: float) -> None:
             title="Problem too large",
             code="validation-timeout",
         ) from None
+
+
+def refuse_if_over_memory(estimate: CostEstimate, limit: int) -> None:
+    """422 when the estimated peak memory of the job exceeds the worker's limit."""
+    if estimate.peak_memory_bytes <= limit:
+        return
+    gib = 2**30
+    raise ProblemException(
+        422,
+        f"the job would need about {estimate.peak_memory_bytes / gib:.2f} GiB of memory "
+        f"(estimated peak), more than the {limit / gib:.2f} GiB a worker allows "
+        f"(PLCERT_WORKER_MEMORY_LIMIT); N = {estimate.size.N} outputs and "
+        f"m = {estimate.size.n_params} parameters: use fewer samples or a smaller model "
+        "(POST /v1/estimates shows the terms)",
+        title="Job exceeds the worker memory limit",
+        code="job-exceeds-worker-memory",
+        extra={
+            "estimated_peak_memory_bytes": estimate.peak_memory_bytes,
+            "worker_memory_limit_bytes": limit,
+            "memory": estimate.memory,
+        },
+    )
 
 
 async def _get_or_404(store: JobStore, job_id: str, tenant: str) -> JobRecord:
@@ -119,7 +146,9 @@ async def create_certification(
     """Submit a model and data for certification. Answers 202 with the queued job.
 
     The model and data are loaded at once: an unreadable model, an invalid spec, NaN data or
-    data that does not fit the model is answered with 422 here.
+    data that does not fit the model is answered with 422 here, and so is a job whose estimated
+    peak memory exceeds the worker's limit (``PLCERT_WORKER_MEMORY_LIMIT``; see
+    ``POST /v1/estimates``).
     """
     sub = await read_submission(request)
     body_sha256 = sub.body_sha256()
@@ -137,7 +166,8 @@ async def create_certification(
             response.headers["Idempotent-Replayed"] = "true"
             return _job_response(response, job)
 
-    await _validate(sub, settings.validation_timeout_s)
+    estimate = await validate_and_estimate(sub, settings.validation_timeout_s)
+    refuse_if_over_memory(estimate, settings.worker_memory_limit)
     queue = settings.queue_gpu if sub.options.device.startswith("cuda") else settings.queue_cpu
     job, created = await run_in_threadpool(
         store_submission,
@@ -260,7 +290,8 @@ async def get_report_html(
 async def cancel_certification(
     job_id: str, response: Response, tenant: TenantDep, store: StoreDep
 ) -> CertificationJob:
-    """A queued job is canceled at once; a running one stops at its next progress report.
+    """A queued job is canceled at once; a running one stops at the computation's next
+    cancellation check (the worker refreshes the flag from the job store every 0.5 s).
 
     409 when the job already finished.
     """

@@ -422,6 +422,22 @@ class JobStore:
             ).scalar_one()
         return HeartbeatResult(ok=True, cancel_requested=bool(cancel))
 
+    def attempt_state(self, job_id: str, *, attempt: int) -> HeartbeatResult:
+        """Read (never write) whether ``attempt`` still holds the job and whether a cancel was
+        requested: the cheap poll behind a worker's cancellation check.
+
+        ``ok`` is False when the job is gone, finished, or held by another attempt.
+        """
+        with self._read() as conn:
+            row = conn.execute(
+                select(jobs.c.status, jobs.c.attempt, jobs.c.cancel_requested).where(
+                    jobs.c.id == job_id
+                )
+            ).one_or_none()
+        if row is None or row.status != "running" or row.attempt != attempt:
+            return HeartbeatResult(ok=False, cancel_requested=False)
+        return HeartbeatResult(ok=True, cancel_requested=bool(row.cancel_requested))
+
     def finish(
         self,
         job_id: str,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from service.config import (
     hash_api_key,
     is_loopback,
     load_settings,
+    machine_memory_bytes,
 )
 
 
@@ -99,3 +101,41 @@ def test_environment_variables_are_read(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("PLCERT_HOST", "127.0.0.1")
     s = load_settings()
     assert s.data_dir == tmp_path and s.max_upload_bytes == 1234
+
+
+def test_torch_threads_override_is_validated(tmp_path: Path) -> None:
+    assert load_settings(data_dir=tmp_path).torch_threads is None
+    assert load_settings(data_dir=tmp_path, torch_threads=3).torch_threads == 3
+    with pytest.raises(ConfigError, match="torch_threads"):
+        load_settings(data_dir=tmp_path, torch_threads=0)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("8GiB", 8 * 2**30), ("512MB", 512 * 10**6), ("1048576", 2**20), ("1.5 g", 1_500_000_000)],
+)
+def test_worker_memory_limit_accepts_bytes_and_units(
+    tmp_path: Path, text: str, expected: int
+) -> None:
+    assert (
+        load_settings(data_dir=tmp_path, worker_memory_limit=text).worker_memory_limit == expected
+    )
+
+
+@pytest.mark.parametrize("text", ["lots", "-1G", "8XB", ""])
+def test_worker_memory_limit_refuses_what_is_not_a_size(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ConfigError, match=r"PLCERT_WORKER_MEMORY_LIMIT=.*is not a size"):
+        load_settings(data_dir=tmp_path, worker_memory_limit=text)
+
+
+def test_worker_memory_limit_defaults_to_the_machine_memory(tmp_path: Path) -> None:
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    limit = load_settings(data_dir=tmp_path).worker_memory_limit
+    assert 0 < limit <= total
+
+
+def test_machine_memory_is_lowered_by_a_cgroup_limit(tmp_path: Path) -> None:
+    (tmp_path / "memory.max").write_text("1073741824\n")
+    assert machine_memory_bytes(tmp_path) == 2**30
+    (tmp_path / "memory.max").write_text("max\n")
+    assert machine_memory_bytes(tmp_path) == machine_memory_bytes(tmp_path / "absent")

@@ -41,6 +41,7 @@ def test_the_section_has_curl_examples_for_every_endpoint() -> None:
     script = "\n".join(bash_blocks(section))
     for needle in (
         "POST " + DOC_URL + "/v1/certifications",
+        "POST " + DOC_URL + "/v1/estimates",
         "-F model=@",
         "/report ",
         "/report.html",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 
@@ -144,3 +145,21 @@ def test_a_job_killed_at_the_hard_time_limit_is_failed_not_retried(
     failed = store.get_job(job.id)
     assert failed is not None and failed.status == "failed" and failed.error is not None
     assert "7200 s (PLCERT_JOB_HARD_TIME_LIMIT_S)" in failed.error["detail"]
+
+
+def test_a_finished_job_logs_the_wall_time_of_each_stage(
+    store: JobStore,
+    artifacts: ArtifactStore,
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    job = make_job(store, artifacts)
+    with caplog.at_level("INFO", logger="plcert.worker"):
+        started = time.monotonic()
+        assert _run(job.id, store, artifacts, settings) == "succeeded"
+        elapsed = time.monotonic() - started
+    line = next(r.getMessage() for r in caplog.records if "stage wall times" in r.getMessage())
+    seconds = [float(s) for s in re.findall(r" (\d+\.\d+) s", line)]
+    for stage in ("loading", "initial quantities", "hessian norm", "writing report"):
+        assert f"{stage} " in line, line
+    assert 0 < sum(seconds) <= elapsed + 0.05, line
