@@ -16,17 +16,25 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from plcore.options import CertifyOptions
 from service.errors import ProblemException
 from service.schemas import CertificationCreateJSON
 from service.store.artifacts import ArtifactStore
 from service.store.jobs import JobRecord, JobStore
-from service.validation import DATA_SUFFIX, MODEL_SUFFIX, data_format_for, model_format_for
+from service.validation import (
+    DATA_SUFFIX,
+    MODEL_SUFFIX,
+    check_device,
+    data_format_for,
+    model_format_for,
+)
 
 MULTIPART_SCHEMA = {
     "type": "object",
     "required": ["model", "data"],
+    "additionalProperties": False,
     "properties": {
         "model": {
             "type": "string",
@@ -105,8 +113,16 @@ async def read_multipart(request: Request) -> Submission:
 
     Formats come from the file names' suffixes, else from the content. Other fields are 422.
     """
-    form = await request.form(max_files=3, max_fields=4)
     try:
+        form = await request.form(max_files=3, max_fields=4)
+    except StarletteHTTPException as exc:
+        # Starlette answers 400 for a malformed body or too many parts; the API's answer for a
+        # body it cannot use is 422, the one the OpenAPI lists.
+        raise _invalid([], f"unusable multipart body: {exc.detail}", "multipart") from None
+    try:
+        repeated = sorted({k for k in form if len(form.getlist(k)) > 1})
+        if repeated:
+            raise _invalid([repeated[0]], f"form fields {repeated} are given more than once")
         parts: dict[str, bytes] = {}
         names: dict[str, str | None] = {}
         for field in ("model", "data", "weights"):
@@ -212,10 +228,17 @@ async def read_submission(request: Request) -> Submission:
     """Parse a multipart or JSON submission; 415 problem for any other content type."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
-        return await read_multipart(request)
-    if ctype == "application/json":
-        return await read_json(request)
-    raise ProblemException(
+        sub = await read_multipart(request)
+    elif ctype == "application/json":
+        sub = await read_json(request)
+    else:
+        raise _unsupported(ctype)
+    check_device(sub.options.device)
+    return sub
+
+
+def _unsupported(ctype: str) -> ProblemException:
+    return ProblemException(
         415,
         f"content type {ctype or '(none)'!r} is not accepted; send multipart/form-data "
         "(files model, data) or application/json (model_spec, data)",

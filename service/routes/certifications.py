@@ -30,7 +30,7 @@ from service.schemas import (
     JobStatus,
     problem_responses,
 )
-from service.store.jobs import JobRecord, JobStore
+from service.store.jobs import CURSOR_MAX_LENGTH, CURSOR_PATTERN, JobRecord, JobStore
 from service.submission import SUBMIT_OPENAPI, Submission, read_submission, store_submission
 from service.validation import load_inputs
 
@@ -177,7 +177,14 @@ async def list_certifications(
         Query(description="Only jobs with this verdict"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size")] = 20,
-    cursor: Annotated[str | None, Query(max_length=512, description="From next_cursor")] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=CURSOR_MAX_LENGTH,
+            pattern=CURSOR_PATTERN,
+            description="Opaque, from next_cursor; any other value is a 422",
+        ),
+    ] = None,
 ) -> CertificationList:
     """One page of jobs; follow ``next_cursor`` until it is null."""
     items, next_cursor = await run_in_threadpool(
