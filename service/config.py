@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     validation_timeout_s: float = Field(
         120.0, gt=0, description="Time allowed for loading model and data at submit."
     )
+    body_read_timeout_s: float = Field(
+        30.0, gt=0, description="Longest wait for the next chunk of a request body (408 after)."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = Field(True, description="One JSON object per log line.")
 

@@ -20,7 +20,11 @@ from service.config import Settings, get_settings
 from service.deps import Dispatcher
 from service.errors import install_error_handlers
 from service.metrics import Metrics
-from service.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from service.middleware import (
+    BodyReadTimeoutMiddleware,
+    BodySizeLimitMiddleware,
+    RequestContextMiddleware,
+)
 from service.routes import certifications, health
 from service.routes.docs import install_docs
 from service.schemas import CertificationCreateJSON
@@ -101,6 +105,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
+        # No 307 to the slash-less path: Starlette builds its Location from the Host header,
+        # before authentication.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.store = store
@@ -115,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     install_docs(app, title=TITLE)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(BodyReadTimeoutMiddleware, timeout_s=settings.body_read_timeout_s)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
 
     def openapi() -> dict[str, Any]:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 
+import anyio
 import pytest
+from starlette.types import Message
 
-from tests.service.conftest import AppFactory, assert_problem, json_body, multipart_files
+from tests.service.conftest import ALICE_KEY, AppFactory, assert_problem, json_body, multipart_files
 
 URL = "/v1/certifications"
 
@@ -85,3 +88,70 @@ def test_too_many_form_fields_is_a_documented_422(make_client: AppFactory) -> No
     assert "unusable multipart body" in body["detail"]
     multipart = client.get("/openapi.json").json()["paths"][URL]["post"]["requestBody"]
     assert multipart["content"]["multipart/form-data"]["schema"]["additionalProperties"] is False
+
+
+def test_options_on_a_job_lists_every_method_served_there(make_client: AppFactory) -> None:
+    _, client, _ = make_client()
+    r = client.options(f"{URL}/0123456789abcdef")
+    assert_problem(r, 405)
+    assert set(r.headers["allow"].split(", ")) == {"GET", "HEAD", "DELETE"}
+    listing = client.request("PUT", URL)
+    assert_problem(listing, 405)
+    assert set(listing.headers["allow"].split(", ")) == {"GET", "HEAD", "POST"}
+
+
+def test_a_trailing_slash_is_not_redirected_to_the_host_header(make_client: AppFactory) -> None:
+    _, client, _ = make_client(api_keys=f"alice:{ALICE_KEY}")
+    r = client.get(f"{URL}/", headers={"Host": "evil.example"}, follow_redirects=False)
+    assert_problem(r, 404)
+    assert "evil.example" not in r.text and "location" not in r.headers
+
+
+def test_metrics_need_a_key_when_keys_are_configured(make_client: AppFactory) -> None:
+    _, client, _ = make_client(api_keys=f"alice:{ALICE_KEY}")
+    assert_problem(client.get("/metrics"), 401)
+    assert_problem(client.get("/metrics", headers={"X-API-Key": "wrong"}), 401)
+    ok = client.get("/metrics", headers={"X-API-Key": ALICE_KEY})
+    assert ok.status_code == 200 and "plcert_" in ok.text
+
+
+def test_a_body_that_stalls_after_the_headers_is_answered_408(make_client: AppFactory) -> None:
+    app, _, _ = make_client(body_read_timeout_s=0.2)
+    sent: list[Message] = []
+    stalled = anyio.Event()
+
+    async def receive() -> Message:
+        if not stalled.is_set():
+            stalled.set()
+            return {"type": "http.request", "body": b'{"model_spec": ', "more_body": True}
+        await anyio.sleep(60)  # the client sends nothing more
+        raise AssertionError("the server waited for the stalled body")
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": URL,
+        "raw_path": URL.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"host", b"testserver")],
+        "client": ("127.0.0.1", 1),
+        "server": ("testserver", 80),
+        "state": {},
+    }
+
+    async def run() -> float:
+        started = time.monotonic()
+        with anyio.fail_after(10):
+            await app(scope, receive, send)
+        return time.monotonic() - started
+
+    elapsed = anyio.run(run)
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 408
+    assert elapsed < 5
