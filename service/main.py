@@ -13,7 +13,6 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from pydantic import TypeAdapter
 
 import plcore
 from service.config import Settings, get_settings
@@ -25,9 +24,10 @@ from service.middleware import (
     BodySizeLimitMiddleware,
     RequestContextMiddleware,
 )
+from service.openapi import complete as complete_openapi
+from service.openapi import for_auth_mode
 from service.routes import certifications, health
 from service.routes.docs import install_docs
-from service.schemas import CertificationCreateJSON
 from service.store.artifacts import ArtifactStore
 from service.store.jobs import JobRecord, JobStore
 
@@ -61,26 +61,6 @@ def _safe_url(url: str) -> str:
     """The URL without credentials, for logs."""
     scheme, sep, rest = url.partition("://")
     return scheme + sep + rest.split("@")[-1] if sep else url
-
-
-_PROBLEM_CONTENT = {
-    "application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}
-}
-
-
-def _errors_as_problems(schema: dict[str, Any]) -> None:
-    """Document every 4xx/5xx answer as problem+json only (what the handlers send), including
-    FastAPI's automatic 422, and drop its now unused HTTPValidationError schemas."""
-    for operations in schema.get("paths", {}).values():
-        for op in operations.values():
-            for code, resp in op.get("responses", {}).items():
-                if code[:1] in ("4", "5"):
-                    resp["content"] = dict(_PROBLEM_CONTENT)
-                    if code == "422":
-                        resp["description"] = "Invalid request (problem+json with errors)"
-    components = schema.get("components", {}).get("schemas", {})
-    for name in ("HTTPValidationError", "ValidationError"):
-        components.pop(name, None)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -127,24 +107,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title,
-                version=app.version,
-                description=app.description,
-                routes=app.routes,
+            app.openapi_schema = complete_openapi(
+                get_openapi(
+                    title=app.title,
+                    version=app.version,
+                    description=app.description,
+                    routes=app.routes,
+                )
             )
-            # The submit route reads its body itself (to stream under a cap and to accept two
-            # content types), so its JSON body model is added to the components by hand.
-            body_schema = TypeAdapter(CertificationCreateJSON).json_schema(
-                ref_template="#/components/schemas/{model}"
-            )
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for name, sub in body_schema.pop("$defs", {}).items():
-                components.setdefault(name, sub)
-            components["CertificationCreateJSON"] = body_schema
-            _errors_as_problems(schema)
-            app.openapi_schema = schema
-        return app.openapi_schema
+        keys = bool(settings.api_key_hashes) or store.has_api_keys()
+        if keys not in documents:
+            documents[keys] = for_auth_mode(app.openapi_schema, keys_configured=keys)
+        return documents[keys]
 
+    documents: dict[bool, dict[str, Any]] = {}
     app.openapi = openapi  # type: ignore[method-assign]
     return app

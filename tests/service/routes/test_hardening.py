@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
+from typing import Any
 
 import anyio
 import pytest
 from starlette.types import Message
 
+from service.config import hash_api_key
 from tests.service.conftest import ALICE_KEY, AppFactory, assert_problem, json_body, multipart_files
 
 URL = "/v1/certifications"
@@ -155,3 +158,49 @@ def test_a_body_that_stalls_after_the_headers_is_answered_408(make_client: AppFa
     elapsed = anyio.run(run)
     assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 408
     assert elapsed < 5
+
+
+def _secured(doc: dict[str, Any]) -> list[str]:
+    return [
+        f"{method} {path}"
+        for path, item in doc["paths"].items()
+        for method, op in item.items()
+        if op.get("security") or "401" in op["responses"]
+    ]
+
+
+def test_the_openapi_describes_the_auth_mode_the_server_is_in(make_client: AppFactory) -> None:
+    app, client, _ = make_client()
+    open_doc = client.get("/openapi.json").json()
+    assert _secured(open_doc) == [] and "securitySchemes" not in open_doc["components"]
+    app.state.store.add_api_key(tenant="alice", key_sha256=hash_api_key(ALICE_KEY))  # live
+    keyed = client.get("/openapi.json").json()
+    assert "post /v1/certifications" in _secured(keyed) and "get /metrics" in _secured(keyed)
+    assert "get /healthz" not in _secured(keyed)
+    assert keyed["components"]["securitySchemes"]["ApiKey"]["name"] == "X-API-Key"
+    assert_problem(client.get(URL), 401)
+    _, env_client, _ = make_client(api_keys=f"alice:{ALICE_KEY}")
+    assert _secured(env_client.get("/openapi.json").json()) == _secured(keyed)
+
+
+def test_the_submit_answer_links_to_every_job_route(make_client: AppFactory) -> None:
+    _, client, _ = make_client()
+    doc = client.get("/openapi.json").json()
+    links = doc["paths"][URL]["post"]["responses"]["202"]["links"]
+    by_id = {
+        op["operationId"]: (method, path)
+        for path, item in doc["paths"].items()
+        for method, op in item.items()
+    }
+    targets = {by_id[link["operationId"]] for link in links.values()}
+    job = f"{URL}/{{job_id}}"
+    assert targets == {
+        ("get", job),
+        ("delete", job),
+        ("post", f"{job}/cancel"),
+        ("get", f"{job}/report"),
+        ("get", f"{job}/report.html"),
+    }
+    assert all(link["parameters"] == {"job_id": "$response.body#/id"} for link in links.values())
+    device = doc["components"]["schemas"]["CertifyOptions"]["properties"]["device"]
+    assert re.fullmatch(device["pattern"], "cuda:3") and not re.fullmatch(device["pattern"], "mps")
