@@ -218,10 +218,19 @@ def store_submission(
         **refs,
     }
     if idempotency_key is None:
-        return store.create_job(**job), True
-    return store.create_job_idempotent(
-        idempotency_key=idempotency_key, body_sha256=body_sha256, **job
-    )
+        created: tuple[JobRecord, bool] = (store.create_job(**job), True)
+    else:
+        created = store.create_job_idempotent(
+            idempotency_key=idempotency_key, body_sha256=body_sha256, **job
+        )
+    # A purge of a deleted job that shared these files may have removed them between put and
+    # insert (service.store.purge); the job now counts as a reference, so write them back.
+    for ref, content in ((refs["model_ref"], sub.model), (refs["data_ref"], sub.data)):
+        if not artifacts.exists(ref):
+            artifacts.put(content, suffix=ref[64:])
+    if sub.weights and not artifacts.exists(refs["weights_ref"]):
+        artifacts.put(sub.weights, suffix=".weights")
+    return created
 
 
 async def read_submission(request: Request) -> Submission:

@@ -204,3 +204,14 @@ def test_the_submit_answer_links_to_every_job_route(make_client: AppFactory) -> 
     assert all(link["parameters"] == {"job_id": "$response.body#/id"} for link in links.values())
     device = doc["components"]["schemas"]["CertifyOptions"]["properties"]["device"]
     assert re.fullmatch(device["pattern"], "cuda:3") and not re.fullmatch(device["pattern"], "mps")
+
+
+def test_delete_removes_the_uploaded_files(make_client: AppFactory) -> None:
+    app, client, _ = make_client()
+    job = client.post(URL, files=multipart_files()).json()
+    stored = app.state.store.get_job(job["id"])
+    artifacts = app.state.artifacts
+    assert artifacts.exists(stored.model_ref) and artifacts.exists(stored.data_ref)
+    assert client.delete(f"{URL}/{job['id']}").status_code == 204
+    assert not artifacts.exists(stored.model_ref) and not artifacts.exists(stored.data_ref)
+    assert_problem(client.get(f"{URL}/{job['id']}"), 404)
