@@ -4,8 +4,9 @@
 * the submit route's JSON body model (the route reads its body itself) and a 408 for a body
   that stalls (``BodyReadTimeoutMiddleware``);
 * ``options.device`` carries the pattern that the submit check applies;
-* links from the submit answer's ``id`` to the job's routes (GET, cancel, report, report.html,
-  DELETE), so that clients and stateful testers can follow a job;
+* links from the submit answer's ``id`` (and from the newest listed job) to the job's routes
+  (GET, cancel, report, report.html, DELETE), so that clients and stateful testers can follow
+  a job;
 * the authentication mode the server is in: with no API key configured every request is
   served, so the document then declares no security scheme and no 401 (:func:`for_auth_mode`).
 """
@@ -88,6 +89,11 @@ def _add_job_links(schema: dict[str, Any]) -> None:
         for name, (path, method) in JOB_LINKS.items()
     }
     paths[_JOBS]["post"]["responses"]["202"]["links"] = links
+    # The newest listed job leads to the same routes (jobs that exist before a client starts).
+    paths[_JOBS]["get"]["responses"]["200"]["links"] = {
+        name: {**link, "parameters": {"job_id": "$response.body#/items/0/id"}}
+        for name, link in links.items()
+    }
 
 
 def _errors_as_problems(schema: dict[str, Any]) -> None:

@@ -52,19 +52,30 @@ MULTIPART_SCHEMA = {
             "description": "Optional weights for a JSON spec (.safetensors or .npz)",
         },
         "options": {
-            "type": "string",
-            "description": 'CertifyOptions as a JSON string, e.g. {"budget": "fast"}',
+            "$ref": "#/components/schemas/CertifyOptions",
+            "description": 'CertifyOptions as a JSON text field, e.g. {"budget": "fast"}',
         },
     },
 }
+
+JSON_EXAMPLE: dict[str, Any] = {
+    "model_spec": {"type": "mlp", "input_dim": 2, "widths": [16], "output_dim": 1},
+    "data": {"X": [[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.5, -1.0]], "y": [0.0, 1.0, 0.5, -0.5]},
+    "options": {"budget": "fast"},
+}
+"""A small valid JSON submission (the OpenAPI example; a test submits it)."""
 
 SUBMIT_OPENAPI: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "multipart/form-data": {"schema": MULTIPART_SCHEMA},
+            "multipart/form-data": {
+                "schema": MULTIPART_SCHEMA,
+                "encoding": {"options": {"contentType": "application/json"}},
+            },
             "application/json": {
-                "schema": {"$ref": "#/components/schemas/CertificationCreateJSON"}
+                "schema": {"$ref": "#/components/schemas/CertificationCreateJSON"},
+                "example": JSON_EXAMPLE,
             },
         },
     }
@@ -101,7 +112,8 @@ def _invalid(loc: list[str | int], msg: str, type_: str = "value_error") -> Requ
 
 def _options_from(raw: Any) -> CertifyOptions:
     try:
-        return CertifyOptions.model_validate(raw)
+        # Strict: the OpenAPI promises JSON types (0 is not a boolean, "3" not an integer).
+        return CertifyOptions.model_validate(raw, strict=True)
     except ValidationError as exc:
         raise RequestValidationError(
             [{**e, "loc": ("body", "options", *e["loc"])} for e in exc.errors()]
@@ -167,7 +179,7 @@ async def read_json(request: Request) -> Submission:
     as JSON ``{"X", "y"}`` and a dataset name (``"sklearn:..."``) as its UTF-8 text."""
     raw = await request.body()
     try:
-        body = CertificationCreateJSON.model_validate_json(raw)
+        body = CertificationCreateJSON.model_validate_json(raw, strict=True)
     except ValidationError as exc:
         raise RequestValidationError(
             [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]

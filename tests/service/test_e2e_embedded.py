@@ -146,7 +146,7 @@ def test_deleted_job_answers_404(server: Embedded) -> None:
 def test_job_survives_a_killed_and_restarted_server(server: Embedded) -> None:
     job = submit_json(server.url, SLOW_SPEC, SLOW_DATA, SLOW_OPTIONS)
     wait_status(server.url, job["id"], ["running"], JOB_TIMEOUT_S)
-    server.proc.kill_leader(signal.SIGKILL)  # the API process only; its worker child lives on
+    server.proc.kill_leader(signal.SIGKILL)  # its worker dies with it; the lease re-queues the job
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{server.url}/healthz", timeout=2)
     server.start()
