@@ -41,6 +41,7 @@ def config(api_key: str | None) -> SchemathesisConfig:
         "max-failures = 1000",
         "[generation]",
         f"max-examples = {MAX_EXAMPLES}",
+        'database = "none"',  # no replay of examples saved by earlier runs: seeded runs only
         "[phases.stateful]",
         f"max-steps = {STATEFUL_MAX_STEPS}",
     ]
