@@ -3,7 +3,8 @@
 * every 4xx/5xx answer is problem+json (what ``service.errors`` sends);
 * the submit route's JSON body model (the route reads its body itself) and a 408 for a body
   that stalls (``BodyReadTimeoutMiddleware``);
-* ``options.device`` carries the pattern that the submit check applies;
+* ``options.device`` carries the pattern that the submit check applies, and
+  ``options.batch_sizes`` the minimum that CertifyOptions checks;
 * links from the submit answer's ``id`` (and from the newest listed job) to the job's routes
   (GET, cancel, report, report.html, DELETE), so that clients and stateful testers can follow
   a job;
@@ -69,9 +70,11 @@ def _add_submit_body(schema: dict[str, Any]) -> None:
     for name, sub in body_schema.pop("$defs", {}).items():
         components.setdefault(name, sub)
     components["CertificationCreateJSON"] = body_schema
-    device = components.get("CertifyOptions", {}).get("properties", {}).get("device")
-    if device is not None:
-        device["pattern"] = DEVICE_PATTERN
+    options = components.get("CertifyOptions", {}).get("properties", {})
+    if "device" in options:
+        options["device"]["pattern"] = DEVICE_PATTERN
+    if "items" in options.get("batch_sizes", {}):
+        options["batch_sizes"]["items"]["minimum"] = 1  # CertifyOptions' own validator
     submit = schema["paths"][_JOBS]["post"]
     submit["responses"].setdefault(
         "408", {"description": "The request body stalled (PLCERT_BODY_READ_TIMEOUT_S)"}

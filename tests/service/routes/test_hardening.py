@@ -204,6 +204,10 @@ def test_the_submit_answer_links_to_every_job_route(make_client: AppFactory) -> 
     assert all(link["parameters"] == {"job_id": "$response.body#/id"} for link in links.values())
     device = doc["components"]["schemas"]["CertifyOptions"]["properties"]["device"]
     assert re.fullmatch(device["pattern"], "cuda:3") and not re.fullmatch(device["pattern"], "mps")
+    sizes = doc["components"]["schemas"]["CertifyOptions"]["properties"]["batch_sizes"]
+    assert sizes["items"]["minimum"] == 1
+    refused = client.post(URL, json=json_body(options={"batch_sizes": [0]}))
+    assert_problem(refused, 422)
 
 
 def test_delete_removes_the_uploaded_files(make_client: AppFactory) -> None:
