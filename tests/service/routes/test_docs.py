@@ -102,7 +102,8 @@ def test_docs_render_in_a_real_browser(
 ) -> None:
     """Swagger UI must understand FastAPI's OpenAPI 3.1 (Swagger UI 4 shows an error page)."""
     require_system_tool("chromium", "renders /docs and /redoc")
-    app, _, _ = make_client()
+    # With keys configured (without, the document has no security scheme and no Authorize).
+    app, _, _ = make_client(api_keys=f"alice:{ALICE_KEY}")
     server, port = _serve_in_thread(app)
     try:
         run = run_chromium(
