@@ -73,11 +73,18 @@ def _parse_bool(key: str, value: str) -> bool:
     raise DatasetError(f"sklearn parameter {key}={value!r} must be true or false")
 
 
+_MAX_DIGITS: Final = 9
+MAX_SOURCE_CHARS: Final = 256
+
+
 def _parse_int(key: str, value: str, minimum: int) -> int:
-    try:
-        out = int(value)
-    except ValueError:
-        raise DatasetError(f"sklearn parameter {key}={value!r} must be an integer") from None
+    # ASCII digits only: int() would also take "٣٢", " 7", "1_0" and "+3".
+    if not (value.isascii() and value.isdigit() and len(value) <= _MAX_DIGITS):
+        raise DatasetError(
+            f"sklearn parameter {key}={value[:40]!r} must be an integer of at most "
+            f"{_MAX_DIGITS} ASCII digits"
+        )
+    out = int(value)
     if out < minimum:
         raise DatasetError(f"sklearn parameter {key}={out} must be at least {minimum}")
     return out
@@ -90,6 +97,11 @@ def _zscore(a: np.ndarray) -> np.ndarray:
 
 def load_sklearn(source: str) -> tuple[np.ndarray, np.ndarray, str]:
     """X, y (2-D) and the name for ``"sklearn:NAME[?...]"`` (see the module docstring)."""
+    if len(source) > MAX_SOURCE_CHARS or not source.isprintable():
+        raise DatasetError(
+            f"a dataset name is printable text of at most {MAX_SOURCE_CHARS} characters; "
+            f"got {len(source)} characters starting {source[:40]!r}"
+        )
     spec = source.removeprefix("sklearn:")
     name, _, query = spec.partition("?")
     if name not in NAMES:
@@ -120,10 +132,7 @@ def load_sklearn(source: str) -> tuple[np.ndarray, np.ndarray, str]:
         labels = [int(c) for c in np.unique(y)]
         classes = labels
         if "classes" in params:
-            try:
-                classes = [int(c) for c in params["classes"].split(",")]
-            except ValueError:
-                raise DatasetError(f"classes={params['classes']!r} must be integers") from None
+            classes = [_parse_int("classes", c, 0) for c in params["classes"].split(",")]
             bad = [c for c in classes if c not in labels]
             if bad or len(set(classes)) != len(classes) or not classes:
                 raise DatasetError(
@@ -132,11 +141,12 @@ def load_sklearn(source: str) -> tuple[np.ndarray, np.ndarray, str]:
             keep = np.isin(y, classes)
             X, y = X[keep], y[keep]
     n_total = X.shape[0]
+    # Checked even without n: the source string becomes the dataset's name in the report.
+    seed = _parse_int("seed", params.get("seed", "0"), 0)
     if "n" in params:
         n = _parse_int("n", params["n"], 1)
         if n > n_total:
             raise DatasetError(f"n={n} is more than the {n_total} samples of {name}")
-        seed = _parse_int("seed", params.get("seed", "0"), 0)
         idx = np.sort(np.random.default_rng(seed).choice(n_total, size=n, replace=False))
         X, y = X[idx], y[idx]
     if name == "digits":

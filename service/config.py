@@ -165,6 +165,9 @@ class Settings(BaseSettings):
         "the API refuses a job whose estimated peak memory exceeds it. Default: this machine's "
         "memory (or its cgroup limit).",
     )
+    body_read_timeout_s: float = Field(
+        30.0, gt=0, description="Longest wait for the next chunk of a request body (408 after)."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = Field(True, description="One JSON object per log line.")
 

@@ -29,6 +29,7 @@ worker uses the same table.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -85,6 +86,7 @@ _HTTP_TITLES: dict[int, str] = {
     403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
+    408: "Request timeout",
     409: "Conflict",
     413: "Content too large",
     415: "Unsupported media type",
@@ -272,11 +274,33 @@ async def _http_handler(request: Request, exc: Exception) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else _HTTP_TITLES.get(exc.status_code, "")
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no resource at {request.url.path}"
-    elif exc.status_code == 405:
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
         detail = f"method {request.method} is not allowed on {request.url.path}"
-    return problem_response(
-        exc.status_code, detail, request=request, headers=dict(exc.headers or {})
-    )
+        # Starlette's Allow names the first route of the path only; a path served by several
+        # routes (GET and DELETE /v1/certifications/{id}) needs all of their methods.
+        headers["Allow"] = ", ".join(allowed_methods(request)) or headers.get("Allow", "")
+    return problem_response(exc.status_code, detail, request=request, headers=headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method that the OpenAPI document lists at this request's path (HEAD with GET).
+
+    Read from the document, not from the router's internals, so that Allow and the OpenAPI
+    always agree (what clients and schemathesis compare).
+    """
+    methods: set[str] = set()
+    path = request.url.path
+    for template, item in request.app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, path):
+            methods |= {m.upper() for m in item if m in _HTTP_METHODS}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
+
+
+_HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 
 
 def internal_error_response(request: Request, exc: BaseException) -> JSONResponse:

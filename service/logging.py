@@ -53,7 +53,23 @@ class JsonFormatter(logging.Formatter):
                 out[key] = value
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str, ensure_ascii=False)
+        # ASCII only: U+2028, U+2029 and U+0085 end a line for some log readers.
+        return json.dumps(out, default=str, ensure_ascii=True)
+
+
+def escape_unprintable(text: str) -> str:
+    """``text`` with every unprintable character (CR, LF, NUL, U+0085, U+2028, ...) escaped,
+    so that a request path cannot write a line of its own into a text log."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
+class TextFormatter(logging.Formatter):
+    """A one-line text format; the message is escaped (the traceback, if any, follows it)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape_unprintable(super().formatMessage(record))
 
 
 def configure_logging(level: str = "INFO", *, json_lines: bool = True) -> None:
@@ -62,7 +78,7 @@ def configure_logging(level: str = "INFO", *, json_lines: bool = True) -> None:
     handler.setFormatter(
         JsonFormatter()
         if json_lines
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        else TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
     for name in ("plcert", "uvicorn", "uvicorn.error", "celery"):
         lg = logging.getLogger(name)

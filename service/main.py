@@ -13,17 +13,21 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from pydantic import TypeAdapter
 
 import plcore
 from service.config import Settings, get_settings
 from service.deps import Dispatcher
 from service.errors import install_error_handlers
 from service.metrics import Metrics
-from service.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from service.middleware import (
+    BodyReadTimeoutMiddleware,
+    BodySizeLimitMiddleware,
+    RequestContextMiddleware,
+)
+from service.openapi import complete as complete_openapi
+from service.openapi import for_auth_mode
 from service.routes import certifications, estimates, health
 from service.routes.docs import install_docs
-from service.schemas import CertificationCreateJSON
 from service.store.artifacts import ArtifactStore
 from service.store.jobs import JobRecord, JobStore
 from service.threads import set_torch_threads
@@ -61,26 +65,6 @@ def _safe_url(url: str) -> str:
     return scheme + sep + rest.split("@")[-1] if sep else url
 
 
-_PROBLEM_CONTENT = {
-    "application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}
-}
-
-
-def _errors_as_problems(schema: dict[str, Any]) -> None:
-    """Document every 4xx/5xx answer as problem+json only (what the handlers send), including
-    FastAPI's automatic 422, and drop its now unused HTTPValidationError schemas."""
-    for operations in schema.get("paths", {}).values():
-        for op in operations.values():
-            for code, resp in op.get("responses", {}).items():
-                if code[:1] in ("4", "5"):
-                    resp["content"] = dict(_PROBLEM_CONTENT)
-                    if code == "422":
-                        resp["description"] = "Invalid request (problem+json with errors)"
-    components = schema.get("components", {}).get("schemas", {})
-    for name in ("HTTPValidationError", "ValidationError"):
-        components.pop(name, None)
-
-
 API_TORCH_THREADS = 1
 """torch threads of the API process: its validation threads load models at submit, beside the
 workers; one thread each keeps them from oversubscribing the CPU (``service.threads``)."""
@@ -114,6 +98,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
+        # No 307 to the slash-less path: Starlette builds its Location from the Host header,
+        # before authentication.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.store = store
@@ -129,28 +116,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     install_docs(app, title=TITLE)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(BodyReadTimeoutMiddleware, timeout_s=settings.body_read_timeout_s)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title,
-                version=app.version,
-                description=app.description,
-                routes=app.routes,
+            app.openapi_schema = complete_openapi(
+                get_openapi(
+                    title=app.title,
+                    version=app.version,
+                    description=app.description,
+                    routes=app.routes,
+                )
             )
-            # The submit route reads its body itself (to stream under a cap and to accept two
-            # content types), so its JSON body model is added to the components by hand.
-            body_schema = TypeAdapter(CertificationCreateJSON).json_schema(
-                ref_template="#/components/schemas/{model}"
-            )
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for name, sub in body_schema.pop("$defs", {}).items():
-                components.setdefault(name, sub)
-            components["CertificationCreateJSON"] = body_schema
-            _errors_as_problems(schema)
-            app.openapi_schema = schema
-        return app.openapi_schema
+        keys = bool(settings.api_key_hashes) or store.has_api_keys()
+        if keys not in documents:
+            documents[keys] = for_auth_mode(app.openapi_schema, keys_configured=keys)
+        return documents[keys]
 
+    documents: dict[bool, dict[str, Any]] = {}
     app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -12,6 +12,7 @@ import re
 import time
 import uuid
 
+import anyio
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -108,3 +109,34 @@ class BodySizeLimitMiddleware:
             return message
 
         await self.app(scope, capped_receive, send)
+
+
+class BodyReadTimeoutMiddleware:
+    """Answers 408 when a client stops sending its body for ``timeout_s`` seconds.
+
+    uvicorn bounds idle keep-alive connections but not a request that stalls after its headers;
+    without this, each such request holds a connection and a handler forever.
+    """
+
+    def __init__(self, app: ASGIApp, timeout_s: float) -> None:
+        self.app = app
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def timed_receive() -> Message:
+            try:
+                with anyio.fail_after(self.timeout_s):
+                    return await receive()
+            except TimeoutError:
+                raise ProblemException(
+                    408,
+                    f"no request body data for {self.timeout_s:g} s (PLCERT_BODY_READ_TIMEOUT_S)",
+                    code="body-timeout",
+                    headers={"Connection": "close"},
+                ) from None
+
+        await self.app(scope, timed_receive, send)

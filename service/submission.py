@@ -16,17 +16,25 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from plcore.options import CertifyOptions
 from service.errors import ProblemException
 from service.schemas import CertificationCreateJSON
 from service.store.artifacts import ArtifactStore
 from service.store.jobs import JobRecord, JobStore
-from service.validation import DATA_SUFFIX, MODEL_SUFFIX, data_format_for, model_format_for
+from service.validation import (
+    DATA_SUFFIX,
+    MODEL_SUFFIX,
+    check_device,
+    data_format_for,
+    model_format_for,
+)
 
 MULTIPART_SCHEMA = {
     "type": "object",
     "required": ["model", "data"],
+    "additionalProperties": False,
     "properties": {
         "model": {
             "type": "string",
@@ -44,19 +52,30 @@ MULTIPART_SCHEMA = {
             "description": "Optional weights for a JSON spec (.safetensors or .npz)",
         },
         "options": {
-            "type": "string",
-            "description": 'CertifyOptions as a JSON string, e.g. {"budget": "fast"}',
+            "$ref": "#/components/schemas/CertifyOptions",
+            "description": 'CertifyOptions as a JSON text field, e.g. {"budget": "fast"}',
         },
     },
 }
+
+JSON_EXAMPLE: dict[str, Any] = {
+    "model_spec": {"type": "mlp", "input_dim": 2, "widths": [16], "output_dim": 1},
+    "data": {"X": [[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.5, -1.0]], "y": [0.0, 1.0, 0.5, -0.5]},
+    "options": {"budget": "fast"},
+}
+"""A small valid JSON submission (the OpenAPI example; a test submits it)."""
 
 SUBMIT_OPENAPI: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "multipart/form-data": {"schema": MULTIPART_SCHEMA},
+            "multipart/form-data": {
+                "schema": MULTIPART_SCHEMA,
+                "encoding": {"options": {"contentType": "application/json"}},
+            },
             "application/json": {
-                "schema": {"$ref": "#/components/schemas/CertificationCreateJSON"}
+                "schema": {"$ref": "#/components/schemas/CertificationCreateJSON"},
+                "example": JSON_EXAMPLE,
             },
         },
     }
@@ -93,7 +112,8 @@ def _invalid(loc: list[str | int], msg: str, type_: str = "value_error") -> Requ
 
 def _options_from(raw: Any) -> CertifyOptions:
     try:
-        return CertifyOptions.model_validate(raw)
+        # Strict: the OpenAPI promises JSON types (0 is not a boolean, "3" not an integer).
+        return CertifyOptions.model_validate(raw, strict=True)
     except ValidationError as exc:
         raise RequestValidationError(
             [{**e, "loc": ("body", "options", *e["loc"])} for e in exc.errors()]
@@ -105,8 +125,16 @@ async def read_multipart(request: Request) -> Submission:
 
     Formats come from the file names' suffixes, else from the content. Other fields are 422.
     """
-    form = await request.form(max_files=3, max_fields=4)
     try:
+        form = await request.form(max_files=3, max_fields=4)
+    except StarletteHTTPException as exc:
+        # Starlette answers 400 for a malformed body or too many parts; the API's answer for a
+        # body it cannot use is 422, the one the OpenAPI lists.
+        raise _invalid([], f"unusable multipart body: {exc.detail}", "multipart") from None
+    try:
+        repeated = sorted({k for k in form if len(form.getlist(k)) > 1})
+        if repeated:
+            raise _invalid([repeated[0]], f"form fields {repeated} are given more than once")
         parts: dict[str, bytes] = {}
         names: dict[str, str | None] = {}
         for field in ("model", "data", "weights"):
@@ -151,7 +179,7 @@ async def read_json(request: Request) -> Submission:
     as JSON ``{"X", "y"}`` and a dataset name (``"sklearn:..."``) as its UTF-8 text."""
     raw = await request.body()
     try:
-        body = CertificationCreateJSON.model_validate_json(raw)
+        body = CertificationCreateJSON.model_validate_json(raw, strict=True)
     except ValidationError as exc:
         raise RequestValidationError(
             [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
@@ -202,20 +230,36 @@ def store_submission(
         **refs,
     }
     if idempotency_key is None:
-        return store.create_job(**job), True
-    return store.create_job_idempotent(
-        idempotency_key=idempotency_key, body_sha256=body_sha256, **job
-    )
+        created: tuple[JobRecord, bool] = (store.create_job(**job), True)
+    else:
+        created = store.create_job_idempotent(
+            idempotency_key=idempotency_key, body_sha256=body_sha256, **job
+        )
+    # A purge of a deleted job that shared these files may have removed them between put and
+    # insert (service.store.purge); the job now counts as a reference, so write them back.
+    for ref, content in ((refs["model_ref"], sub.model), (refs["data_ref"], sub.data)):
+        if not artifacts.exists(ref):
+            artifacts.put(content, suffix=ref[64:])
+    if sub.weights and not artifacts.exists(refs["weights_ref"]):
+        artifacts.put(sub.weights, suffix=".weights")
+    return created
 
 
 async def read_submission(request: Request) -> Submission:
     """Parse a multipart or JSON submission; 415 problem for any other content type."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
-        return await read_multipart(request)
-    if ctype == "application/json":
-        return await read_json(request)
-    raise ProblemException(
+        sub = await read_multipart(request)
+    elif ctype == "application/json":
+        sub = await read_json(request)
+    else:
+        raise _unsupported(ctype)
+    check_device(sub.options.device)
+    return sub
+
+
+def _unsupported(ctype: str) -> ProblemException:
+    return ProblemException(
         415,
         f"content type {ctype or '(none)'!r} is not accepted; send multipart/form-data "
         "(files model, data) or application/json (model_spec, data)",

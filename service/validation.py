@@ -11,12 +11,14 @@ holds a UTF-8 name like ``"sklearn:digits?n=64"``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import PurePosixPath
 from typing import Literal
 
 from plcore.data import check_fits, load_dataset, sniff_data_format
 from plcore.dataset import Dataset
+from plcore.errors import OptionsError
 from plcore.models.base import Model
 from plcore.models.loader import load_model, sniff_model_format
 from service.store.artifacts import ArtifactStore
@@ -87,3 +89,17 @@ def load_job_inputs(job: JobRecord, artifacts: ArtifactStore) -> tuple[Model, Da
         job.data_format,
         weights=weights,
     )
+
+
+DEVICE_PATTERN = r"^(cpu|auto|cuda(:(0|[1-9][0-9]{0,2}))?)$"
+"""Devices a job may ask for: ``cpu``, ``auto``, ``cuda`` or ``cuda:N`` (also in the OpenAPI)."""
+
+
+def check_device(device: str) -> str:
+    """``device`` if it matches :data:`DEVICE_PATTERN`; else an ``OptionsError`` (422) at submit,
+    not a job stranded on the GPU queue or failed in the worker ("cudaX", "cuda:-1", "mps")."""
+    if re.fullmatch(DEVICE_PATTERN, device) is None:
+        raise OptionsError(
+            f"options.device {device[:40]!r} is not one of 'cpu', 'auto', 'cuda', 'cuda:N'"
+        )
+    return device

@@ -199,3 +199,15 @@ def _start_janitor(**_: Any) -> None:
 def _stop_janitor(**_: Any) -> None:
     if _janitor is not None:
         _janitor.stop()
+
+
+@worker_process_init.connect
+def _pool_child_dies_with_its_worker(**_: Any) -> None:
+    """In the embedded worker, a pool child dies with the worker's main process (which itself
+    dies with ``plcert serve``): no job runs on as an orphan after its serve is gone."""
+    import os
+
+    from worker.embedded import EMBEDDED_ENV, die_with_parent
+
+    if os.environ.get(EMBEDDED_ENV) == "1":
+        die_with_parent()

@@ -8,6 +8,7 @@ the API process may then use threads freely (no fork after threads).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -65,11 +66,16 @@ def run_worker(
     )
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    # Linux: SIGTERM (a warm shutdown) when the serving process dies, even by SIGKILL.
+EMBEDDED_ENV = "PLCERT_EMBEDDED_WORKER"
+"""Set to ``1`` in the embedded worker's environment: its pool children then die with it."""
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> None:  # pragma: no cover - in children
+    """Linux: ask the kernel to send ``sig`` to this process when its parent dies (even by
+    SIGKILL), so that no worker process outlives the one that started it."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        libc.prctl(1, sig)  # PR_SET_PDEATHSIG
     except OSError:
         pass
 
@@ -102,8 +108,13 @@ class EmbeddedWorker:
 
     def _spawn(self) -> None:
         on_linux = sys.platform == "linux"
+        # Its own process group: a signal to serve's group (Ctrl-C, SIGTERM from a supervisor)
+        # reaches serve alone, which then stops the whole worker group itself (see stop()).
         self.process = subprocess.Popen(
-            self.argv, env=self.env, preexec_fn=_die_with_parent if on_linux else None
+            self.argv,
+            env={**self.env, EMBEDDED_ENV: "1"},
+            preexec_fn=die_with_parent if on_linux else None,
+            start_new_session=True,
         )
         log.info("embedded worker started (pid %d)", self.process.pid)
 
@@ -136,18 +147,28 @@ class EmbeddedWorker:
             self._spawn()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Warm shutdown (SIGTERM); after ``timeout_s`` a kill. A job cut off this way keeps
-        its lease until it expires; the next start re-queues it."""
+        """Warm shutdown (SIGTERM); after ``timeout_s`` a kill of the worker's whole process
+        group, pool children included (a warm shutdown waits for a running job, and killing
+        the main process alone left its pool child running the job as an orphan). A job cut
+        off this way keeps its lease until it expires; the next start re-queues it."""
         self._stopping.set()
         proc = self.process
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            log.warning("embedded worker did not stop within %g s: killing it", timeout_s)
-            proc.kill()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                log.warning("embedded worker did not stop within %g s: killing it", timeout_s)
+        _kill_group(proc.pid)
+        if proc.poll() is None:
             proc.wait(timeout=10)
         if self._watch is not None:
             self._watch.join(timeout=5)
+
+
+def _kill_group(pgid: int) -> None:
+    """SIGKILL every process left in the group ``pgid`` (the worker and its pool children)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)

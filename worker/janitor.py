@@ -13,7 +13,8 @@ them again; stale queued jobs are re-sent at most once per that interval by each
 duplicate message is harmless: :meth:`JobStore.claim` lets exactly one delivery run, and after
 ``PLCERT_MAX_ATTEMPTS`` claims the job is failed instead of looping on a poison input.
 
-With the ``filesystem://`` broker the janitor also deletes copies of consumed messages in
+The janitor also removes the files of deleted jobs that finished (``service.store.purge``).
+With the ``filesystem://`` broker it also deletes copies of consumed messages in
 ``{data_dir}/broker/processed`` once they are a day old (kombu keeps every one otherwise).
 
 The janitor runs as a daemon thread in every worker's main process and in ``plcert serve``.
@@ -30,7 +31,9 @@ from datetime import datetime
 from pathlib import Path
 
 from service.config import Settings
+from service.store.artifacts import ArtifactStore
 from service.store.jobs import JobRecord, JobStore
+from service.store.purge import purge_deleted_artifacts
 
 log = logging.getLogger("plcert.janitor")
 
@@ -47,6 +50,7 @@ class SweepResult:
     requeued: list[str] = field(default_factory=list)
     resent: list[str] = field(default_factory=list)
     pruned: int = 0
+    purged_files: int = 0
 
 
 class Janitor:
@@ -91,6 +95,9 @@ class Janitor:
             self._resent_at = {k: v for k, v in self._resent_at.items() if mono - v < after}
         if self.settings.broker_url.startswith("filesystem://"):
             result.pruned = prune_processed(self.settings.broker_dir / "processed")
+        # Files of jobs deleted while running, once they stopped (service.store.purge).
+        artifacts = ArtifactStore(self.settings.artifacts_dir)
+        result.purged_files = purge_deleted_artifacts(self.store, artifacts)
         return result
 
     def _send(self, job: JobRecord, into: list[str]) -> None:

@@ -33,7 +33,8 @@ from service.schemas import (
     JobStatus,
     problem_responses,
 )
-from service.store.jobs import JobRecord, JobStore
+from service.store.jobs import CURSOR_MAX_LENGTH, CURSOR_PATTERN, JobRecord, JobStore
+from service.store.purge import purge_deleted_artifacts
 from service.submission import SUBMIT_OPENAPI, Submission, read_submission, store_submission
 from service.validation import load_inputs
 
@@ -207,7 +208,14 @@ async def list_certifications(
         Query(description="Only jobs with this verdict"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size")] = 20,
-    cursor: Annotated[str | None, Query(max_length=512, description="From next_cursor")] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=CURSOR_MAX_LENGTH,
+            pattern=CURSOR_PATTERN,
+            description="Opaque, from next_cursor; any other value is a 422",
+        ),
+    ] = None,
 ) -> CertificationList:
     """One page of jobs; follow ``next_cursor`` until it is null."""
     items, next_cursor = await run_in_threadpool(
@@ -308,8 +316,14 @@ async def cancel_certification(
     summary="Delete a job",
     responses=problem_responses(401, 404),
 )
-async def delete_certification(job_id: str, tenant: TenantDep, store: StoreDep) -> Response:
-    """Delete the job (a running one is asked to stop first); afterwards GET answers 404."""
+async def delete_certification(
+    job_id: str, tenant: TenantDep, store: StoreDep, artifacts: ArtifactsDep
+) -> Response:
+    """Delete the job (a running one is asked to stop first); afterwards GET answers 404.
+
+    Its files that no other job shares are removed now, or by the janitor once it stopped.
+    """
     if not await run_in_threadpool(store.delete_job, job_id, tenant=tenant):
         raise ProblemException(404, f"no certification job {job_id!r}", code="job-not-found")
+    await run_in_threadpool(purge_deleted_artifacts, store, artifacts)
     return Response(status_code=204)

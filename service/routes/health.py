@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.deps import MetricsDep, SettingsDep, StoreDep
+from service.deps import MetricsDep, SettingsDep, StoreDep, TenantDep
 from service.errors import problem_response
 from service.schemas import Health, Readiness, problem_responses
 
@@ -88,8 +88,11 @@ async def readyz(request: Request, settings: SettingsDep, store: StoreDep) -> Re
     "/metrics",
     summary="Prometheus metrics",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+    responses={
+        200: {"content": {"text/plain": {}}, "description": "Prometheus text format"},
+        **problem_responses(401),
+    },
 )
-def metrics(metrics: MetricsDep) -> Response:
+def metrics(metrics: MetricsDep, _tenant: TenantDep) -> Response:
     """Job counts and durations (from the store), queue depth, HTTP request counts and times."""
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

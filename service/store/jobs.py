@@ -49,6 +49,8 @@ from sqlalchemy.exc import IntegrityError
 from service.store.engine import make_engine, migrate
 from service.store.models import JOB_STATUSES, TERMINAL_STATUSES, api_keys, idempotency, jobs
 from service.store.records import (
+    CURSOR_MAX_LENGTH,
+    CURSOR_PATTERN,
     FinalStatus,
     HeartbeatResult,
     IdempotencyConflict,
@@ -64,6 +66,8 @@ from service.store.records import (
 )
 
 __all__ = [
+    "CURSOR_MAX_LENGTH",
+    "CURSOR_PATTERN",
     "DEFAULT_IDEMPOTENCY_TTL_S",
     "ApiKeyRecord",
     "FinalStatus",

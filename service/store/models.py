@@ -81,6 +81,8 @@ jobs = Table(
     Column("verdict", String(32), nullable=True),
     Column("worker_id", String(200), nullable=True),
     Column("lease_expires_at", UTCDateTime(), nullable=True),
+    # Set once a deleted, finished job's files that no other job shares were removed.
+    Column("artifacts_purged_at", UTCDateTime(), nullable=True),
     Index("ix_jobs_tenant_created", "tenant", "created_at", "id"),
     Index("ix_jobs_status", "status"),
 )

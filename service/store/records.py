@@ -119,6 +119,11 @@ def record_from_row(row: RowMapping | Mapping[str, Any]) -> JobRecord:
     return JobRecord(**{f: row[f] for f in _RECORD_FIELDS})
 
 
+CURSOR_PATTERN = r"^WyI[A-Za-z0-9_-]{1,253}$"
+"""What :func:`encode_cursor` produces: unpadded base64url of a JSON ``["<time>", "<id>"]``."""
+CURSOR_MAX_LENGTH = 256
+
+
 def encode_cursor(created_at: datetime, job_id: str) -> str:
     """Opaque cursor for the position after (created_at, id) in newest-first order."""
     raw = json.dumps([created_at.astimezone(UTC).isoformat(), job_id]).encode()
@@ -133,6 +138,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         created = datetime.fromisoformat(ts)
         if not isinstance(job_id, str) or created.tzinfo is None:
             raise ValueError("bad cursor content")
-        return created, job_id
-    except (ValueError, TypeError, binascii.Error, json.JSONDecodeError) as exc:
+        # In UTC here, so that a well-formed time outside datetime's range once shifted
+        # ("9999-12-31T23:00:00-23:00") is an invalid cursor, not an OverflowError later.
+        return created.astimezone(UTC), job_id
+    except (ValueError, TypeError, OverflowError, binascii.Error, json.JSONDecodeError) as exc:
         raise InvalidCursor(f"invalid cursor {cursor[:40]!r}") from exc

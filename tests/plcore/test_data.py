@@ -216,6 +216,14 @@ def test_sklearn_regression_targets_can_be_standardized() -> None:
         ("sklearn:iris?target=prob", r"target='prob' must be 'onehot' or 'label'"),
         ("sklearn:iris?classes=0,7", r"classes='0,7' must be distinct labels of iris: \[0, 1, 2\]"),
         ("sklearn:iris?n=3&n=4", r"repeated parameter"),
+        # seed is checked without n too (the source string names the dataset in the report)
+        ("sklearn:iris?seed=abc", r"seed='abc' must be an integer of at most 9 ASCII digits"),
+        ("sklearn:iris?seed=%00", r"seed='\\x00' must be an integer"),
+        ("sklearn:iris?n=%D9%A3%D9%A2", r"n='٣٢' must be an integer of at most 9 ASCII digits"),
+        ("sklearn:iris?n=%201", r"n=' 1' must be an integer"),
+        ("sklearn:iris?classes=0,%D9%A1", r"classes='١' must be an integer"),
+        ("sklearn:iris?seed=" + "1" * 5000, r"at most 256 characters; got 5018 characters"),
+        ("sklearn:iris?n=5\x00", r"printable text"),
     ],
 )
 def test_sklearn_bad_queries_are_dataset_errors(source: str, pattern: str) -> None:

@@ -32,6 +32,7 @@ from tests.service.e2e_support import (
     tiny_onnx_bytes,
     wait_ready,
     wait_status,
+    wait_until,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -146,7 +147,7 @@ def test_deleted_job_answers_404(server: Embedded) -> None:
 def test_job_survives_a_killed_and_restarted_server(server: Embedded) -> None:
     job = submit_json(server.url, SLOW_SPEC, SLOW_DATA, SLOW_OPTIONS)
     wait_status(server.url, job["id"], ["running"], JOB_TIMEOUT_S)
-    server.proc.kill_leader(signal.SIGKILL)  # the API process only; its worker child lives on
+    server.proc.kill_leader(signal.SIGKILL)  # its worker dies with it; the lease re-queues the job
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{server.url}/healthz", timeout=2)
     server.start()
@@ -155,3 +156,41 @@ def test_job_survives_a_killed_and_restarted_server(server: Embedded) -> None:
     listed = httpx.get(f"{server.url}/v1/certifications", timeout=30).json()["items"]
     assert job["id"] in {j["id"] for j in listed}
     assert get_job(server.url, job["id"])["verdict"] == done["verdict"]
+
+
+def _live(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (read from /proc)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z":
+            parents[int(stat.parent.name)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc (Linux)")
+def test_sigterm_to_the_serve_group_during_a_job_leaves_no_worker(server: Embedded) -> None:
+    job = submit_json(server.url, SLOW_SPEC, SLOW_DATA, SLOW_OPTIONS)
+    wait_status(server.url, job["id"], ["running"], JOB_TIMEOUT_S)
+    workers = _descendants(server.proc.pid)
+    assert len(workers) >= 2, workers  # the worker's main process and its pool child
+    server.proc.kill_group(signal.SIGTERM)  # what a supervisor or Ctrl-C does
+    server.proc.popen.wait(timeout=60)
+    # serve waits up to 10 s for a warm shutdown, then kills the worker's whole group
+    wait_until(lambda: not any(_live(p) for p in workers), timeout=30, what="the worker to be gone")

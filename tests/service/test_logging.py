@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from service.logging import JsonFormatter, bind_job_id, request_id_var
+from service.logging import JsonFormatter, TextFormatter, bind_job_id, request_id_var
 
 
 def _format(record_msg: str, **extra: object) -> dict[str, object]:
@@ -78,3 +78,24 @@ def test_each_request_logs_one_json_line_with_its_request_id(tmp_path: object) -
         r["request_id"] == "trace-7" and r["status"] == 200 and r["route"] == "/healthz"
         for r in lines
     ), lines
+
+
+def test_json_lines_carry_no_raw_line_separators() -> None:
+    logger = logging.getLogger("plcert.test")
+    msg = "GET /a\u2028b\u0085c\u2029d\r\ne 200"
+    record = logger.makeRecord("plcert.test", logging.INFO, __file__, 1, msg, (), None)
+    line = JsonFormatter().format(record)
+    assert line.isascii() and len(line.splitlines()) == 1
+    assert json.loads(line)["msg"] == msg
+
+
+def test_text_log_escapes_a_forged_line_in_a_request_path() -> None:
+    logger = logging.getLogger("plcert.test")
+    path = "/v1/x\n2026-01-01 00:00:00,000 INFO plcert: admin logged in\u2028"
+    record = logger.makeRecord("plcert.test", logging.INFO, __file__, 1, "GET %s", (path,), None)
+    line = TextFormatter("%(levelname)s %(name)s: %(message)s").format(record)
+    assert len(line.splitlines()) == 1
+    assert (
+        line == "INFO plcert.test: GET /v1/x\\n2026-01-01 00:00:00,000 INFO plcert: "
+        "admin logged in\\u2028"
+    )

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,3 +62,100 @@ def test_embedded_worker_is_restarted_after_it_dies(tmp_path: Path) -> None:
     finally:
         embedded.stop(timeout_s=20)
     assert embedded.process is not None and embedded.process.poll() is not None
+
+
+_STUBBORN_WORKER = """
+import os, signal, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a warm shutdown that waits for its job
+child = os.fork()
+if child == 0:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the pool child running the job
+    time.sleep(600)
+    os._exit(0)
+with open(sys.argv[1], "w") as fh:
+    fh.write(f"{os.getpid()} {child}")
+time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as fh:  # a zombie is gone for our purpose
+        return fh.read().split(") ")[-1][0] != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc (Linux)")
+def test_stop_leaves_no_worker_process_behind(tmp_path: Path) -> None:
+    pids_file = tmp_path / "pids"
+    embedded = EmbeddedWorker(queues=["cpu"])
+    embedded.argv = [sys.executable, "-c", _STUBBORN_WORKER, str(pids_file)]
+    embedded.start()
+    try:
+        wait_until(lambda: pids_file.exists() and pids_file.read_text(), timeout=20, what="pids")
+        main, child = (int(p) for p in pids_file.read_text().split())
+        assert os.getsid(main) == main  # its own session: serve's group signals miss it
+        assert _alive(main) and _alive(child)
+    finally:
+        embedded.stop(timeout_s=0.5)
+    wait_until(lambda: not _alive(child), timeout=10, what="the pool child to be gone")
+    assert not _alive(main)
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc (Linux)")
+def test_the_worker_dies_with_a_serve_that_was_killed(tmp_path: Path) -> None:
+    pids_file = tmp_path / "pids"
+    serve = (
+        "import sys, time\n"
+        "from worker.embedded import EmbeddedWorker\n"
+        "w = EmbeddedWorker(queues=['cpu'])\n"
+        f"w.argv = [sys.executable, '-c', {_STUBBORN_WORKER!r}, {str(pids_file)!r}]\n"
+        "w.start()\n"
+        "time.sleep(600)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", serve], env=base_env())
+    try:
+        wait_until(lambda: pids_file.exists() and pids_file.read_text(), timeout=30, what="pids")
+        main = int(pids_file.read_text().split()[0])
+        proc.kill()  # no chance to stop its worker
+        wait_until(lambda: not _alive(main), timeout=10, what="the worker to die with serve")
+    finally:
+        proc.kill()
+        proc.wait()
+        if pids_file.exists() and pids_file.read_text():
+            # the stub's child has no Celery pool hook (that hook is tested on its own)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(int(pids_file.read_text().split()[0]), signal.SIGKILL)
+
+
+_POOL_PARENT = """
+import os, sys, time
+child = os.fork()
+if child == 0:
+    from worker.celery_app import _pool_child_dies_with_its_worker
+    _pool_child_dies_with_its_worker()  # what Celery runs in each pool child
+    open(sys.argv[1], "w").write(str(os.getpid()))
+    time.sleep(600)
+    os._exit(0)
+time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc (Linux)")
+def test_an_embedded_pool_child_dies_with_its_worker(tmp_path: Path) -> None:
+    pid_file = tmp_path / "child"
+    env = base_env(PLCERT_EMBEDDED_WORKER="1", PLCERT_DATA_DIR=str(tmp_path))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _POOL_PARENT, str(pid_file)], env=env, start_new_session=True
+    )
+    try:
+        wait_until(lambda: pid_file.exists() and pid_file.read_text(), timeout=60, what="child")
+        child = int(pid_file.read_text())
+        proc.kill()  # the worker's main process dies
+        wait_until(lambda: not _alive(child), timeout=10, what="the pool child to die with it")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_system_tool, run_chromium
-from tests.service.conftest import AppFactory
+from tests.service.conftest import ALICE_KEY, AppFactory
 
 
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])
@@ -30,7 +30,7 @@ def test_docs_page_uses_only_local_assets_that_answer(make_client: AppFactory, p
 def test_openapi_has_api_key_scheme_problem_schema_and_both_submit_bodies(
     make_client: AppFactory,
 ) -> None:
-    _, client, _ = make_client()
+    _, client, _ = make_client(api_keys=f"alice:{ALICE_KEY}")
     spec = client.get("/openapi.json").json()
     schemes = spec["components"]["securitySchemes"]
     assert schemes["ApiKey"] == {
@@ -102,7 +102,8 @@ def test_docs_render_in_a_real_browser(
 ) -> None:
     """Swagger UI must understand FastAPI's OpenAPI 3.1 (Swagger UI 4 shows an error page)."""
     require_system_tool("chromium", "renders /docs and /redoc")
-    app, _, _ = make_client()
+    # With keys configured (without, the document has no security scheme and no Authorize).
+    app, _, _ = make_client(api_keys=f"alice:{ALICE_KEY}")
     server, port = _serve_in_thread(app)
     try:
         run = run_chromium(

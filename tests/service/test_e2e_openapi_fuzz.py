@@ -1,0 +1,41 @@
+"""Schemathesis against a live `plcert serve` (API and embedded worker), without and with API
+keys: zero failed checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.service.conftest import ALICE_KEY
+from tests.service.e2e_support import PLCERT, Proc, base_env, free_port, wait_ready
+from tests.service.fuzz_support import assert_clean, run, seed_jobs, url_schema
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+@pytest.mark.parametrize("keys", [False, True], ids=["no-keys", "keys"])
+def test_schemathesis_finds_nothing_in_a_live_server(tmp_path: Path, keys: bool) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = base_env(PLCERT_DATA_DIR=str(tmp_path / "data"))
+    if keys:
+        env["PLCERT_API_KEYS"] = f"alice:{ALICE_KEY}"
+    argv = [*PLCERT, "serve", "--port", str(port)]
+    proc = Proc(argv, env, tmp_path / "serve.log")
+    headers = {"X-API-Key": ALICE_KEY} if keys else {}
+    try:
+        wait_ready(url, proc)
+
+        def post(body: dict[str, Any]) -> int:
+            r = httpx.post(f"{url}/v1/certifications", json=body, headers=headers, timeout=60)
+            return r.status_code
+
+        seed_jobs(post)
+        result = run(url_schema(url, ALICE_KEY if keys else None))
+    finally:
+        proc.stop()
+    assert_clean(result)
+    assert "Traceback" not in proc.log_text(), proc.log_text()[-4000:]
