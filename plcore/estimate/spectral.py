@@ -127,7 +127,7 @@ def certified_spectrum(
     model: Model,
     eigenvalues: Tensor | None = None,
     *,
-    X: Tensor,
+    X: Tensor | None = None,
     params: Tensor | None = None,
 ) -> CertifiedSpectrum:
     """lambda_min(J J^T) from below and ||J||_2 from above for the exact Jacobian J at ``params``
@@ -141,13 +141,17 @@ def certified_spectrum(
        lambda_min(J J^T) >= (sqrt(lambda_lower) - E_J)^2, ||J||_2 <= ||J_comp||_upper + E_J.
 
     A model without a running-error bound gets 0 and inf (no rigorous tier), with the reason in
-    ``method``. ``eigenvalues`` (ascending, from eigvalsh) only place the shifts."""
+    ``method``. ``X`` None skips step 2: the bounds then hold for the Jacobian AS EVALUATED
+    only (used to audit step 1; the certification always passes X). ``eigenvalues``
+    (ascending, from eigvalsh) only place the shifts."""
     M = kernel_accumulation_length(model)
     lo_est = None if eigenvalues is None else float(eigenvalues[0])
     hi_est = None if eigenvalues is None else float(eigenvalues[-1])
     lo = certified_lambda_min_lower(K, accumulation=M, estimate=lo_est)
     hi = certified_lambda_max_upper(K, accumulation=M, estimate=hi_est)
     method = f"{lo.method}; Gram rounding gamma_M tr(K), M = {M}"
+    if X is None:
+        return CertifiedSpectrum(lo.value, sqrt_up(hi.value), f"{method}; J as evaluated")
     ev = evaluation_error_bound(model, X, params=params)
     if ev is None:
         why = evaluation_bound_refusal(model)
