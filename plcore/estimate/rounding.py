@@ -194,7 +194,10 @@ def _forward(lk: Link, P: _Params, h: Tensor, e: Tensor) -> tuple[Tensor, Tensor
         d1, _ = activation_bounds(m.info)
         y, prop = m(h), d1 * e
         # |y_kernel| <= |y_mine| + 2 (propagated + library error): the library term's base
-        return y, _inflate(prop + _value_err(m, y.abs() * 1.01 + 2.0 * prop, h, e), 4)
+        y_abs = y.abs() * 1.01 + 2.0 * prop
+        if m.name == "gelu":
+            y_abs = y_abs + 4.0 * GELU_ABS_U * U64 * (h.abs() + 2.0 * e)
+        return y, _inflate(prop + _value_err(m, y_abs, h, e), 4)
     if isinstance(m, Bias):
         b, _ = P.get(m, "bias")
         return h + m.scale * b, _inflate(e + _G3 * (H + abs(m.scale) * b.abs()), 4)
