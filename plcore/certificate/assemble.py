@@ -201,8 +201,11 @@ def conventions(model: Model) -> dict[str, str]:
         "estimates of a sup or an inf",
         "floating_point": "rigorous numbers carry explicit rounding margins (shifted Cholesky for "
         "lambda_min(K) and ||J||, gamma_N for ||r||, activation constants rounded up; "
-        "docs/theory.md section 15); not yet covered: the rounding inside the evaluation of F "
-        "and J themselves (the proof is for the Jacobian as evaluated)",
+        "docs/theory.md section 15), and the rounding inside the evaluation of F and J is "
+        "covered by a running-error bound of the forward and backward passes (E_J, E_r; "
+        "library functions assumed within 4 ulp) for Dense/activation chains (JSON MLP specs, "
+        "any layers frozen); models without that bound (ONNX graphs, convolutions) get no "
+        "rigorous tier",
         "sgd_status": "prediction: PL* and smoothness are not verified on B(w0, R_SGD)",
         "width_extrapolation": "estimated: beta at w0 from the power method, extrapolated",
         "citation": "Liu, Zhu & Belkin (2022), cited by the content of a result, not by number",

@@ -32,6 +32,7 @@ from plcore.certificate.predict_gd import safe_step
 from plcore.certificate.radius import PROVEN_SLACK, ProvenBeta, threshold_within
 from plcore.estimate.bounds import certificate_gap, residual_threshold
 from plcore.estimate.psd import norm_upper
+from plcore.estimate.rounding import residual_upper
 from plcore.report.schema import PathCertificate
 
 Tier = str
@@ -67,8 +68,9 @@ class PathChecker:
         hessian_norm_at: w -> ||H_F(w)|| (power method, a lower estimate).
         second_directional_norm: (w, u) -> ||H_F(w)[u, u]|| (a cheap lower bound of ||H_F(w)||).
         proven_beta_at: (w, rho) -> analytic bound on B(w, rho), or None (no proven tier).
-        certified_spectrum_at: w -> (lower bound of lambda_min(K(w)), upper bound of ||J(w)||)
-            that hold in floating point (docs/theory.md, section 15); None: no rigorous tier.
+        certified_spectrum_at: w -> (lower bound of lambda_min(K(w)), upper bound of ||J(w)||,
+            E_F >= ||F_computed(w) - F(w)|| or None) that hold in floating point for the exact
+            model (docs/theory.md, section 15); None: no rigorous tier.
         run_step: the step the run uses now; a hit whose certified step is larger keeps it (the
             theorem holds for every eta <= 1 / (L_F^2 + beta ||r||), at rate 1 - eta mu).
         rigorous_only: look for rigorous closures only (the certificate closed at w0 with
@@ -81,7 +83,7 @@ class PathChecker:
     hessian_norm_at: Callable[[Tensor], float]
     second_directional_norm: Callable[[Tensor, Tensor], float]
     proven_beta_at: Callable[[Tensor, float], ProvenBeta | None]
-    certified_spectrum_at: Callable[[Tensor], tuple[float, float]] | None = None
+    certified_spectrum_at: Callable[[Tensor], tuple[float, float, float | None]] | None = None
     every: int = 1
     max_checks: int = 50
     run_step: float | None = None
@@ -146,8 +148,12 @@ class PathChecker:
         R_t = 2.0 * J * rn / lam
         eta_run = self.run_step
         if self.certified_spectrum_at is not None:
-            lam_c, J_c = self.certified_spectrum_at(w)
-            rn_c = norm_upper(r) if r is not None else rn
+            lam_c, J_c, f_err = self.certified_spectrum_at(w)
+            # the exact ||r_t||: the computed norm rounded up plus E_r (docs/theory.md 15.4)
+            if f_err is None:
+                lam_c = 0.0
+            rn_up = norm_upper(r) if r is not None else rn
+            rn_c = residual_upper(rn_up, f_err or 0.0)
             for factor in (2.0, 8.0, 32.0) if lam_c > 0 else ():
                 pb = self.proven_beta_at(w, factor * R_t)
                 if pb is None:

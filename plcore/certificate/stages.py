@@ -18,6 +18,7 @@ from plcore.certificate.width import closing_factor, width_sweep
 from plcore.dataset import Dataset
 from plcore.estimate.analytic import beta_upper_bound
 from plcore.estimate.bounds import residual_threshold
+from plcore.estimate.rounding import evaluation_bound_refusal
 from plcore.estimate.spectral import InitialQuantities, certified_spectrum, initial_quantities
 from plcore.hessian import hessian_tensor_norm
 from plcore.kernel import tangent_kernel
@@ -45,6 +46,8 @@ class Context:
     def proven_beta(self, rho: float, w: Tensor | None = None) -> ProvenBeta | None:
         if not math.isfinite(rho):
             return None
+        if evaluation_bound_refusal(self.model) is not None:
+            return None  # no running-error bound of the evaluated F and J: no rigorous tier
         if self.model.affine_in_params:  # H_F = 0 identically (plcore.models.affine)
             return ProvenBeta(0.0, None, AFFINE_BETA_METHOD)
         # ||W_j||_2 bounds depend on w only: reuse them across the radii tried at one point
@@ -75,17 +78,19 @@ class Context:
         self._last_kernel = (w, K, ev)
         return max(float(ev[0]), 0.0), math.sqrt(max(float(ev[-1]), 0.0))
 
-    def certified_spectrum_at(self, w: Tensor) -> tuple[float, float]:
-        """(lower bound of lambda_min(K(w)), upper bound of ||J(w)||_2) in floating point
-        (docs/theory.md, section 15); reuses the kernel of the last :meth:`spectrum` at w."""
+    def certified_spectrum_at(self, w: Tensor) -> tuple[float, float, float | None]:
+        """(lower bound of lambda_min(K(w)), upper bound of ||J(w)||_2, E_F >= ||F_computed(w) -
+        F(w)||) for the exact model, in floating point (docs/theory.md, section 15; E_F None: no
+        running-error bound); reuses the kernel of the last :meth:`spectrum` at w."""
         last = self._last_kernel
         if last is not None and last[0] is w:
             K, ev = last[1], last[2]
         else:
             K = tangent_kernel(self.model, self.X, self.options.kernel_method, params=w)
             ev = None
-        cert = certified_spectrum(K, self.model, ev)
-        return cert.lambda_min_lower, cert.jacobian_norm_upper
+        cert = certified_spectrum(K, self.model, ev, X=self.X, params=w)
+        f_err = None if cert.evaluation is None else cert.evaluation.output
+        return cert.lambda_min_lower, cert.jacobian_norm_upper, f_err
 
 
 def fallback_rho(lam0: float, J0: float, r0n: float, h0: float) -> float:

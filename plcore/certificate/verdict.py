@@ -32,6 +32,7 @@ from plcore.certificate._json import finite_or_none
 from plcore.certificate.radius import Closure
 from plcore.estimate.analytic import shared_structure
 from plcore.estimate.bounds import residual_threshold
+from plcore.estimate.rounding import evaluation_bound_refusal
 from plcore.estimate.spectral import InitialQuantities
 from plcore.models.base import Model
 from plcore.report.schema import InitClosure, PathCertificate, Tier, Verdict
@@ -118,6 +119,13 @@ def model_notes(model: Model, y: Tensor) -> list[str]:
             f"no proven beta_F (rigorous tier refused): {shared}; the layer-by-layer Hessian "
             "bound treats every module as its own block of parameters, so a model that applies "
             "one module or parameter in two places gets estimates only"
+        )
+    refusal = evaluation_bound_refusal(model)
+    if shared is None and refusal is not None and model.smooth and model.affine_in_params:
+        notes.append(
+            "rigorous tier refused: F is affine in the trainable parameters (beta_F = 0), but "
+            f"the rounding inside the evaluation of F and J has no running-error bound here "
+            f"({refusal}); docs/theory.md section 15"
         )
     out = model.output_activation
     if out in _RANGES:

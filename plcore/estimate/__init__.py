@@ -6,6 +6,7 @@
 * :mod:`plcore.estimate.probes`    one-sided estimates by evaluating points of the ball
 * :mod:`plcore.estimate.psd`       eigenvalue bounds that hold in floating point (shifted Cholesky)
 * :mod:`plcore.estimate.activation_constants`  sup|phi'|, sup|phi''| rounded up
+* :mod:`plcore.estimate.rounding`  running-error bounds of the evaluated F and J (E_F, E_J)
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ from plcore.estimate.psd import (
     certified_lambda_max_upper,
     certified_lambda_min_lower,
 )
+from plcore.estimate.rounding import EvaluationError, evaluation_error_bound
 from plcore.estimate.spectral import InitialQuantities, initial_quantities
 
 __all__ = [
     "AnalyticBound",
     "BallProbe",
     "EigenBound",
+    "EvaluationError",
     "InitialQuantities",
     "ProbeRecord",
     "ResidualThreshold",
@@ -40,6 +43,7 @@ __all__ = [
     "certified_lambda_max_upper",
     "certified_lambda_min_lower",
     "closing_radius",
+    "evaluation_error_bound",
     "initial_quantities",
     "lipschitz_upper_bound",
     "mu_lower_bound",

@@ -21,6 +21,13 @@ from plcore.estimate.psd import (
     norm_upper,
     sqrt_up,
 )
+from plcore.estimate.rounding import (
+    EvaluationError,
+    corrected_lambda_min_lower,
+    corrected_upper,
+    evaluation_bound_refusal,
+    evaluation_error_bound,
+)
 from plcore.kernel import KernelMethod, outputs, resolve_kernel_method, tangent_kernel
 from plcore.models.base import Model
 from plcore.models.layers import Activation, Dense
@@ -48,7 +55,9 @@ class InitialQuantities:
             (shifted Cholesky, :func:`plcore.estimate.psd.certified_lambda_min_lower`); 0.0 when
             nothing positive can be certified. The rigorous tier uses this, never lambda_min.
         jacobian_norm_upper: an upper bound of ||J||_2 that holds in floating point.
-        residual_norm_upper: ||r0|| rounded up past the rounding of its sum of squares.
+        residual_norm_upper: an upper bound of the exact ||r0||: the computed norm rounded up
+            past the rounding of its sum of squares, plus E_r of the evaluation of F
+            (:mod:`plcore.estimate.rounding`); inf for a model without a running-error bound.
         lower_bound_method: how ``lambda_min_lower`` was obtained.
     """
 
@@ -74,17 +83,30 @@ class InitialQuantities:
 
 @dataclass(frozen=True)
 class CertifiedSpectrum:
-    """Floating-point-proof bounds of the extreme eigenvalues of K = J J^T (docs/theory.md, 15).
+    """Floating-point-proof bounds of the extreme eigenvalues of K = J J^T (docs/theory.md, 15),
+    for the EXACT Jacobian J of the model at the stored weights and data.
 
     Attributes:
-        lambda_min_lower: lambda_min(J J^T) >= this (0.0 if nothing positive is certified).
-        jacobian_norm_upper: ||J||_2 <= this.
+        lambda_min_lower: lambda_min(J J^T) >= this (0.0 if nothing positive is certified, or
+            when the model has no running-error bound of its evaluation).
+        jacobian_norm_upper: ||J||_2 <= this (inf without a running-error bound).
         method: the certificate used.
+        evaluation: the running-error bound of the evaluated F and J
+            (:func:`plcore.estimate.rounding.evaluation_error_bound`); None when the model has
+            none, and then the two bounds above are the uninformative 0 and inf.
     """
 
     lambda_min_lower: float
     jacobian_norm_upper: float
     method: str
+    evaluation: EvaluationError | None = None
+
+    def residual_norm_upper(self, r: Tensor) -> float:
+        """||r_exact|| <= ||r_computed||_upper + E_r (inf without a running-error bound)."""
+        if self.evaluation is None:
+            return math.inf
+        rn = norm_upper(r)
+        return corrected_upper(rn, self.evaluation.residual(rn))
 
 
 def kernel_accumulation_length(model: Model) -> int:
@@ -101,21 +123,46 @@ def kernel_accumulation_length(model: Model) -> int:
 
 
 def certified_spectrum(
-    K: Tensor, model: Model, eigenvalues: Tensor | None = None
+    K: Tensor,
+    model: Model,
+    eigenvalues: Tensor | None = None,
+    *,
+    X: Tensor | None = None,
+    params: Tensor | None = None,
 ) -> CertifiedSpectrum:
-    """lambda_min(J J^T) from below and ||J||_2 from above, in floating point: shifted Cholesky
-    factorizations of K - s I and s I - K with the backward-error margin of Higham (2002),
-    Theorem 10.3, and the Gram-product rounding gamma_M tr(K) (:mod:`plcore.estimate.psd`).
-    ``eigenvalues`` (ascending, from eigvalsh) only place the shifts."""
+    """lambda_min(J J^T) from below and ||J||_2 from above for the exact Jacobian J at ``params``
+    (w0 when None) on the inputs ``X``, in floating point (docs/theory.md, section 15):
+
+    1. for the evaluated Jacobian J_comp: shifted Cholesky factorizations of K - s I and s I - K
+       with the backward-error margin of Higham (2002), Theorem 10.3, and the Gram-product
+       rounding gamma_M tr(K) (:mod:`plcore.estimate.psd`);
+    2. from J_comp to J: the running-error bound E_J >= ||J_comp - J||_F
+       (:mod:`plcore.estimate.rounding`) and Weyl's inequality for singular values,
+       lambda_min(J J^T) >= (sqrt(lambda_lower) - E_J)^2, ||J||_2 <= ||J_comp||_upper + E_J.
+
+    A model without a running-error bound gets 0 and inf (no rigorous tier), with the reason in
+    ``method``. ``X`` None skips step 2: the bounds then hold for the Jacobian AS EVALUATED
+    only (used to audit step 1; the certification always passes X). ``eigenvalues``
+    (ascending, from eigvalsh) only place the shifts."""
     M = kernel_accumulation_length(model)
     lo_est = None if eigenvalues is None else float(eigenvalues[0])
     hi_est = None if eigenvalues is None else float(eigenvalues[-1])
     lo = certified_lambda_min_lower(K, accumulation=M, estimate=lo_est)
     hi = certified_lambda_max_upper(K, accumulation=M, estimate=hi_est)
+    method = f"{lo.method}; Gram rounding gamma_M tr(K), M = {M}"
+    if X is None:
+        return CertifiedSpectrum(lo.value, sqrt_up(hi.value), f"{method}; J as evaluated")
+    ev = evaluation_error_bound(model, X, params=params)
+    if ev is None:
+        why = evaluation_bound_refusal(model)
+        return CertifiedSpectrum(
+            0.0, math.inf, f"{method}; no running-error bound of the evaluation of J ({why})"
+        )
     return CertifiedSpectrum(
-        lambda_min_lower=lo.value,
-        jacobian_norm_upper=sqrt_up(hi.value),
-        method=f"{lo.method}; Gram rounding gamma_M tr(K), M = {M}",
+        lambda_min_lower=corrected_lambda_min_lower(lo.value, ev.jacobian_fro),
+        jacobian_norm_upper=corrected_upper(sqrt_up(hi.value), ev.jacobian_fro),
+        method=f"{method}; evaluation of J and F: {ev.method}, E_J = {ev.jacobian_fro:.3g}",
+        evaluation=ev,
     )
 
 
@@ -151,7 +198,7 @@ def initial_quantities(
     lam_max = max(float(eigenvalues[-1]), 0.0)
     residual_norm = float(r0.norm())
     method = resolve_kernel_method(model, kernel_method).value
-    cert = certified_spectrum(K, model, eigenvalues)
+    cert = certified_spectrum(K, model, eigenvalues, X=X, params=params)
     return InitialQuantities(
         r0=r0,
         loss=0.5 * residual_norm**2,
@@ -169,6 +216,6 @@ def initial_quantities(
         kernel_method=method,
         lambda_min_lower=cert.lambda_min_lower,
         jacobian_norm_upper=cert.jacobian_norm_upper,
-        residual_norm_upper=norm_upper(r0),
+        residual_norm_upper=cert.residual_norm_upper(r0),
         lower_bound_method=cert.method,
     )

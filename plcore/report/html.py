@@ -16,6 +16,7 @@ from plcore.report.html_sections import (
     constants_section,
     gd_section,
     initial_section,
+    parameters_section,
     problem_section,
     sgd_section,
     validation_section,
@@ -148,6 +149,8 @@ figcaption { font-size: 13px; color: var(--muted); margin-top: 4px; }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px; font-size: 14px; }
 dt { font-weight: 600; } dd { margin: 0; overflow-wrap: anywhere; }
 code { font-size: 12.5px; overflow-wrap: anywhere; white-space: normal; }
+tr.frozen td { color: var(--muted); }
+summary { cursor: pointer; color: var(--muted); font-size: 13.5px; }
 footer { color: var(--muted); font-size: 12px; margin-top: 28px; }
 """
 
@@ -164,6 +167,7 @@ def render_html(report: Report) -> str:
         _meaning(report),
         _plots(all_plots(report)),
         problem_section(report),
+        parameters_section(report),
         constants_section(report),
         initial_section(report),
         gd_section(report),

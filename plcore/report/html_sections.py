@@ -265,3 +265,48 @@ def validation_section(report: Report) -> str:
             )
         )
     return section("validation", "Checking run", kv_table(rows))
+
+
+PARAMETER_ROWS_SHOWN = 20
+
+
+def _parameter_row(name: str, shape: list[int], count: int, trainable: bool) -> str:
+    shape_text = "×".join(str(s) for s in shape) if shape else "scalar"
+    status = '<span class="yes">trainable</span>' if trainable else '<span class="no">frozen</span>'
+    css = "" if trainable else " class='frozen'"
+    return (
+        f"<tr{css}><td><code>{esc(name)}</code></td><td class='num'>{esc(shape_text)}</td>"
+        f"<td class='num'>{fmt_number(count)}</td><td>{status}</td></tr>"
+    )
+
+
+def parameters_section(report: Report) -> str:
+    """The parameter tensors: name, shape, count and whether they were differentiated.
+
+    The first :data:`PARAMETER_ROWS_SHOWN` rows are shown; the rest sit in a ``<details>`` element
+    (collapsed, no script needed) whose summary says how many more there are.
+    """
+    params = report.parameters
+    if not params:
+        return section("parameters", "Parameters", missing("No parameter list recorded."))
+    n_train = sum(p.count for p in params if p.trainable)
+    n_frozen = sum(p.count for p in params if not p.trainable)
+    n_frozen_tensors = sum(1 for p in params if not p.trainable)
+    head = "".join(f"<th>{h}</th>" for h in ("Name", "Shape", "Count", "Status"))
+    rows = [_parameter_row(p.name, p.shape, p.count, p.trainable) for p in params]
+
+    def table(body: list[str]) -> str:
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+    body = table(rows[:PARAMETER_ROWS_SHOWN])
+    rest = rows[PARAMETER_ROWS_SHOWN:]
+    if rest:
+        body += (
+            f"<details><summary>{len(rest)} more parameter tensors</summary>{table(rest)}</details>"
+        )
+    note = (
+        f"<p class='note'>{len(params)} tensors: {fmt_number(n_train)} trainable entries "
+        f"(w, differentiated); {fmt_number(n_frozen)} frozen entries in {n_frozen_tensors} "
+        "tensors (held fixed, not part of w).</p>"
+    )
+    return section("parameters", "Parameters", note + body)

@@ -20,7 +20,7 @@ from plcore.models.onnx_import import load_onnx_model
 from plcore.models.params import select_parameters
 from plcore.options import CertifyOptions
 from tests.plcore.certify_cases import dataset, independent_gd_check
-from tests.plcore.models.torch_oracles import NTKMLP, export
+from tests.plcore.models.torch_oracles import NTKMLP, SmallCNN, export
 
 SPEC = {
     "type": "mlp",
@@ -57,6 +57,9 @@ def test_spec_with_frozen_hidden_layer_is_certified_rigorously() -> None:
     assert report.problem.n_params == 33
     assert report.constants.beta_F.upper_bound == 0.0
     assert "affine in the trainable parameters" in report.constants.beta_F.method
+    # the rounding inside the evaluation of F and J is covered (docs/theory.md section 15)
+    assert "running-error bound" in report.conventions["floating_point"]
+    assert "E_J = " in report.initial.lower_bound_method
     assert [(p.name, p.trainable) for p in report.parameters] == [
         ("0.weight", False),
         ("0.bias", False),
@@ -113,3 +116,19 @@ def test_exporter_folded_initializers_are_named_in_the_reasons() -> None:
     report = certify(model, data(4, 2), CertifyOptions(budget="fast", validation_steps=5))
     assert any("look constant-folded by the exporter" in r for r in report.reasons)
     assert any(p.name.startswith("onnx::Add_") for p in report.parameters)
+
+
+def test_affine_model_without_a_running_error_bound_is_refused_the_rigorous_tier() -> None:
+    """A CNN with only its last layer trained is affine (beta_F = 0), but the rounding inside its
+    convolution has no running-error bound: the rigorous tier is refused, with the reason."""
+    g = torch.Generator().manual_seed(5)
+    X = torch.randn(6, 1, 4, 4, generator=g, dtype=torch.float64)
+    y = torch.randn(6, 2, generator=g, dtype=torch.float64)
+    model = load_onnx_model(export(SmallCNN(), (1, 4, 4)))
+    options = CertifyOptions(budget="fast", trainable=["fc.*"], validation_steps=20)
+    report = certify(model, dataset(X, y, "cnn-features"), options)
+    assert select_parameters(model, trainable=["fc.*"]).affine_in_params
+    assert report.tier == "estimated"
+    assert any("rigorous tier refused" in r and "not flat" in r for r in report.reasons)
+    assert not report.initial.lambda_min_lower and report.initial.jacobian_norm_upper is None
+    assert "no running-error bound" in report.initial.lower_bound_method

@@ -375,6 +375,10 @@ def test_radius_is_2_L_F_r0_over_mu_with_the_documented_constants(case: Case) ->
     form, L, _, mu = case.documented_constants()
     assert c.radius is not None and c.search_radius is not None
     r0n = float(np.linalg.norm(case.r0))
+    if form == "proven bounds":  # the exact ||r0|| from above: + rounding of F (theory 15)
+        r_up = case.report.initial.residual_norm_upper
+        assert r_up is not None and r0n <= r_up <= r0n * (1 + 1e-6)
+        r0n = r_up
     assert c.radius == pytest.approx(2.0 * L * r0n / mu, rel=EXACT)
     assert c.radius_closes == (c.radius <= c.search_radius)
     assert c.radius_tier == ("rigorous" if form == "proven bounds" else c.radius_tier)
@@ -495,7 +499,10 @@ def test_residual_threshold_is_the_max_of_g_on_a_dense_grid(case: Case) -> None:
     assert a.residual_threshold is not None
     assert grid * (1 - 1e-6) <= a.residual_threshold <= grid * (1 + 1e-9)
     assert case.report.path.residual_threshold == a.residual_threshold
-    assert a.factor == pytest.approx(ini.residual_norm / a.residual_threshold, rel=1e-12)
+    # a proven beta goes with the floating-point upper bound of the exact ||r0|| (theory 15)
+    r_doc = ini.residual_norm_upper if a.beta_kind == "proven" else ini.residual_norm
+    assert r_doc is not None and a.residual_norm == r_doc
+    assert a.factor == pytest.approx(r_doc / a.residual_threshold, rel=1e-12)
     if case.report.constants.radius_tier == "rigorous":
         assert ini.residual_norm <= a.residual_threshold, "closed with proven beta, so r0 <= r*"
 
@@ -505,7 +512,9 @@ def test_at_init_radii_follow_their_formulas(case: Case) -> None:
     assert a is not None and a.beta is not None
     lam0, J0 = float(case.eig0[0]), spectral_norm(case.J0)
     r0n = float(np.linalg.norm(case.r0))
-    assert a.residual_norm == pytest.approx(r0n, rel=EXACT)
+    # with a proven beta: the upper bound of the exact ||r0|| (+ E_r, docs/theory.md 15)
+    assert a.residual_norm == pytest.approx(r0n, rel=1e-6 if a.beta_kind == "proven" else EXACT)
+    assert a.residual_norm >= r0n or a.beta_kind != "proven"
     assert a.required_radius == pytest.approx(2 * J0 * r0n / lam0, rel=1e-8)
     if a.beta > 0:
         assert a.allowed_radius == pytest.approx(math.sqrt(lam0) / a.beta, rel=1e-8)
@@ -518,7 +527,9 @@ def test_at_init_radii_follow_their_formulas(case: Case) -> None:
         grid = residual_threshold_grid(lam0, J0, beta_est)
         assert a.estimated_residual_threshold is not None
         assert grid * (1 - 1e-6) <= a.estimated_residual_threshold <= grid * (1 + 1e-9)
-        assert a.estimated_factor == pytest.approx(r0n / a.estimated_residual_threshold, rel=1e-12)
+        assert a.estimated_factor == pytest.approx(
+            a.residual_norm / a.estimated_residual_threshold, rel=1e-12
+        )
 
 
 def test_proven_at_init_beta_bounds_the_dense_hessian_norm_at_w0(case: Case) -> None:

@@ -21,7 +21,7 @@ def _checker(
         hessian_norm_at=lambda w: beta_h,
         second_directional_norm=lambda w, u: second,
         proven_beta_at=lambda w, rho: None if proven is None else ProvenBeta(proven, None, "p"),
-        certified_spectrum_at=lambda w: (lam, J),
+        certified_spectrum_at=lambda w: (lam, J, 0.0),
     )
 
 

@@ -10,6 +10,7 @@ from plcore.report.schema import (
     InitClosure,
     Initial,
     LowerBracket,
+    ParameterEntry,
     PathCertificate,
     PlannedLearningRate,
     PLEps,
@@ -221,6 +222,14 @@ def full_report(*, description: str = "MLP 64-256-256-1 tanh (ntk)") -> Report:
             options={"budget": "fast", "seed": 0},
             created_at="2025-01-01T00:00:00Z",
         ),
+        parameters=[
+            ParameterEntry(name="layers.0.weight", shape=[256, 64], count=16_384, trainable=False),
+            ParameterEntry(name="layers.0.bias", shape=[256], count=256, trainable=False),
+            ParameterEntry(name="layers.1.weight", shape=[256, 256], count=65_536, trainable=True),
+            ParameterEntry(name="layers.1.bias", shape=[256], count=256, trainable=True),
+            ParameterEntry(name="layers.2.weight", shape=[1, 256], count=256, trainable=True),
+            ParameterEntry(name="layers.2.bias", shape=[1], count=1, trainable=True),
+        ],
     )
 
 

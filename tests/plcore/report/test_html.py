@@ -9,7 +9,7 @@ import pytest
 
 from plcore.report.html import render_html
 from plcore.report.html_text import NA, fmt_number, fmt_rate, meaning_sentences
-from plcore.report.schema import InitClosure, Report
+from plcore.report.schema import InitClosure, ParameterEntry, Report
 from tests.conftest import require_system_tool, run_chromium
 from tests.plcore.report.sample_reports import XSS, full_report, minimal_report, path_report
 from tests.plcore.report.test_plots import png_size
@@ -19,6 +19,7 @@ HEADINGS = [
     "What this means",
     "Plots",
     "Problem",
+    "Parameters",
     "Constants on the ball",
     "Quantities at initialisation",
     "Gradient descent",
@@ -363,3 +364,39 @@ def test_width_extrapolation_shows_its_tier_and_note() -> None:
     w = report.width_extrapolation.model_copy(update={"note": "estimated: NOTE-MARKER"})
     html = render_html(report.model_copy(update={"width_extrapolation": w}))
     assert "NOTE-MARKER" in html and ">estimated<" in html
+
+
+def _parameters_html(page: str) -> str:
+    return page[page.index('<section id="parameters">') : page.index('<section id="constants">')]
+
+
+def test_parameters_section_lists_name_shape_count_and_marks_frozen(full_page: str) -> None:
+    section = _parameters_html(full_page)
+    report = full_report()
+    for p in report.parameters:
+        assert f"<code>{p.name}</code>" in section
+        assert "×".join(str(s) for s in p.shape) in section
+        assert f">{p.count}<" in section
+    assert section.count("<tr class='frozen'>") == sum(not p.trainable for p in report.parameters)
+    assert section.count(">trainable</span>") == sum(p.trainable for p in report.parameters)
+    n_train = sum(p.count for p in report.parameters if p.trainable)
+    assert f"{n_train} trainable entries" in section
+    assert "<details>" not in section
+
+
+def test_long_parameter_lists_collapse_after_twenty_rows_with_a_count() -> None:
+    params = [
+        ParameterEntry(name=f"p{i}<x>", shape=[3, i + 1], count=3 * (i + 1), trainable=i % 2 == 0)
+        for i in range(27)
+    ]
+    page = render_html(full_report().model_copy(update={"parameters": params}))
+    section = _parameters_html(page)
+    shown, hidden = section.split("<details>")
+    assert shown.count("<code>") == 20
+    assert "7 more parameter tensors" in hidden
+    assert hidden.count("<code>") == 7
+    assert "p26&lt;x&gt;" in hidden and "<x>" not in section
+
+
+def test_a_report_without_a_parameter_list_says_so() -> None:
+    assert "No parameter list recorded." in render_html(minimal_report())
