@@ -33,6 +33,7 @@ from plcore.certificate.predict_gd import GDConstants, predict_gd, safe_step
 from plcore.certificate.radius import (
     ProbeLike,
     RadiusSearch,
+    StopRule,
     radius_grid,
     search_radius,
     threshold_within,
@@ -72,7 +73,8 @@ def certify(
     """
     options = options or CertifyOptions()
     start = time.perf_counter()
-    progress = Progress(on_progress, should_cancel)
+    clock = StageClock(on_progress)
+    progress = Progress(clock, should_cancel)
     check_fits(model, data)
     device = A.resolve_device(options.device)
     model, data = A.place(model, data, device)
@@ -97,6 +99,7 @@ def certify(
         scan_limit=b.output_hessian_scan,
         tol=b.hessian_tol,
         krylov_dim=b.krylov_dim,
+        progress=progress.span(0.05, 0.06),
     )
     hn = hessian_tensor_norm(
         model,
@@ -106,6 +109,7 @@ def certify(
         tol=b.hessian_tol,
         max_iter=b.hessian_max_iter,
         warm_starts=() if mo.vector is None else (mo.vector,),
+        progress=progress.span(0.06, 0.1),
     )
     return _certify_overparameterized(ctx, iq, hn, mo, reasons, start)
 
@@ -124,7 +128,7 @@ def _certify_overparameterized(
     search = None
     if not V.is_singular(lam0, iq.lambda_max) and r0n > 0:
         p.step(0.1, "radius search")
-        search = _search(ctx, iq, h0)
+        search = _search(ctx, iq, hn)
     closure = search.closure if search is not None else None
     closes0 = closure is not None and closure.closes
     # beta behind r* at w0: proven (analytic, on a ball containing rho*) if known, else estimated.
@@ -164,7 +168,20 @@ def _certify_overparameterized(
     checker = PathChecker(
         spectrum_at=ctx.spectrum,
         beta_estimate=beta_est,
-        hessian_norm_at=lambda w: ctx.hessian_norm(w, 1, 1e-6, b.hessian_max_iter),
+        hessian_norm_at=lambda w: float(
+            hessian_tensor_norm(
+                ctx.model,
+                ctx.X,
+                params=w,
+                generator=ctx.gen,
+                restarts=1,
+                tol=1e-6,
+                max_iter=b.hessian_max_iter,
+                warm_starts=(hn.u,),
+                default_start=False,
+                progress=Progress(should_cancel=p.should_cancel),
+            ).value
+        ),
         second_directional_norm=lambda w, u: float(
             second_directional(ctx.model, ctx.X, u, params=w).norm()
         ),
@@ -249,19 +266,27 @@ def _certify_overparameterized(
     )
 
 
-def _search(ctx: Context, iq: InitialQuantities, h0: float) -> RadiusSearch:
-    """Radius search (proven bounds, then probes; the pilot GD iterates are probed as path)."""
-    from plcore.estimate.probes import probe_ball
+def _search(ctx: Context, iq: InitialQuantities, hn: TensorNormResult) -> RadiusSearch:
+    """Radius search (proven bounds, then probes; the pilot GD iterates are probed as path).
+
+    The balls share one :class:`ProbeCache`, seeded with w0 (its spectrum and the Hessian-norm
+    solution of the previous stage): points of smaller balls count for larger ones, and every
+    Hessian solve is warm-started from the nearest solved point.
+    """
+    from plcore.estimate.probes import ProbeCache, ProbeRecord, probe_ball
 
     b = ctx.budget
-    lam0, J0, r0n = iq.lambda_min, iq.jacobian_norm, iq.residual_norm
+    lam0, J0, r0n, h0 = iq.lambda_min, iq.jacobian_norm, iq.residual_norm, float(hn.value)
     w0 = ctx.model.flat_params()
     pilot = pilot_path(ctx.model, ctx.X, ctx.y, w0, safe_step(J0, h0, r0n), b.pilot_steps)
     grid = radius_grid(lam0, J0, r0n, h0, b.radius_grid, b.radius_growth)
     span = ctx.progress.span(0.1, 0.5)
     done = [0]
+    cache = ProbeCache()
+    cache.records.append((w0, ProbeRecord("center", 0.0, lam0, J0, h0)))
+    cache.solved.append((w0, hn.u))
 
-    def probe(rho: float) -> ProbeLike:
+    def probe(rho: float, stop: StopRule | None = None) -> ProbeLike:
         # each ball reports within its own slice, so the overall fraction never goes back
         k = max(len(grid), 1)
         sub = span.span(min(done[0], k - 1) / k, min(done[0] + 1, k) / k)
@@ -278,6 +303,9 @@ def _search(ctx: Context, iq: InitialQuantities, h0: float) -> RadiusSearch:
             path=near,
             kernel_method=ctx.options.kernel_method,
             progress=sub,
+            cache=cache,
+            stop=stop,
+            hessian_max_iter=b.probe_hessian_max_iter,
         )
 
     return search_radius(
@@ -289,6 +317,7 @@ def _search(ctx: Context, iq: InitialQuantities, h0: float) -> RadiusSearch:
         fallback_rho=fallback_rho(lam0, J0, r0n, h0),
         proven_beta=ctx.proven_beta,
         probe=probe,
+        probe_until=probe,
     )
 
 
@@ -303,7 +332,7 @@ def _finish(
     **sections: Any,
 ) -> Report:
     ctx.progress.step(0.99, "report")
-    return A.build_report(
+    report = A.build_report(
         ctx.model,
         ctx.data,
         ctx.options,
@@ -317,3 +346,45 @@ def _finish(
         time.perf_counter() - start,
         **sections,
     )
+    clock = ctx.progress.on_progress
+    timings = clock.finish() if isinstance(clock, StageClock) else {}
+    return report.model_copy(update={"timings": timings})
+
+
+class StageClock:
+    """An ``on_progress`` wrapper that times the stages of :func:`certify` (report ``timings``).
+
+    A stage lasts from its first report to the first report of another stage. Detail after a
+    colon or in key=value form is dropped ("hessian norm: restart 2/3, iteration 14" counts as
+    "hessian norm"), and the balls' "probing ball rho=..." count as "radius search".
+    """
+
+    def __init__(self, on_progress: ProgressCallback | None) -> None:
+        self.on_progress = on_progress
+        self.times: dict[str, float] = {}
+        self.current: str | None = None
+        self.since = time.perf_counter()
+
+    @staticmethod
+    def key(stage: str) -> str:
+        name = stage.split(":")[0].strip()
+        return "radius search" if name.startswith("probing ball") else name
+
+    def __call__(self, fraction: float, stage: str) -> None:
+        key = self.key(stage)
+        if key != self.current:
+            self._close()
+            self.current = key
+        if self.on_progress is not None:
+            self.on_progress(fraction, stage)
+
+    def _close(self) -> None:
+        now = time.perf_counter()
+        if self.current is not None:
+            self.times[self.current] = self.times.get(self.current, 0.0) + now - self.since
+        self.since = now
+
+    def finish(self) -> dict[str, float]:
+        """Seconds per stage so far (the running stage counted up to now)."""
+        self._close()
+        return {k: round(v, 3) for k, v in self.times.items()}

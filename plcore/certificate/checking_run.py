@@ -93,7 +93,9 @@ def gd_run(
     switched_at: int | None = None
     for t in range(steps + 1):
         if t % every == 0:
-            prog.step(t / max(steps, 1), "checking run")
+            prog.step(t / max(steps, 1), f"checking run: step {t}/{steps}")
+        else:
+            prog.check()
         r, g = residual_and_grad(model, X, y, w)
         loss = 0.5 * float(r @ r)
         losses.append(loss)
@@ -141,7 +143,9 @@ def sgd_run(
     every = max(1, steps // 50)
     for t in range(steps + 1):
         if t % every == 0:
-            prog.step(t / max(steps, 1), "checking run (SGD)")
+            prog.step(t / max(steps, 1), f"checking run (SGD): step {t}/{steps}")
+        else:
+            prog.check()
         with torch.no_grad():
             r = model.apply_flat(w, X) - y
         losses.append(0.5 * float(r @ r))

@@ -259,3 +259,4 @@ class Report(_Section):
     probes: list[ProbePoint] = Field(default_factory=list)
     conventions: dict[str, str]
     provenance: Provenance
+    timings: dict[str, float] = Field(default_factory=dict, description="stage -> wall seconds")

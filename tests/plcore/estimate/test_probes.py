@@ -81,7 +81,8 @@ def test_ball_can_be_centred_elsewhere() -> None:
     )
     K = tangent_kernel(MODEL, DATA.X, params=center)
     assert probe.records[0].lambda_min == pytest.approx(float(torch.linalg.eigvalsh(K)[0]))
-    assert [r.distance for r in probe.records[1:]] == pytest.approx([0.05, 0.1, 0.2])
+    # the boundary shell is probed first (a ball that cannot close is settled soonest)
+    assert sorted(r.distance for r in probe.records[1:]) == pytest.approx([0.05, 0.1, 0.2])
 
 
 def test_zero_radius_only_sees_the_centre() -> None:
@@ -112,7 +113,8 @@ def test_progress_is_reported_and_cancellation_stops_the_probe() -> None:
     )
     fractions = [f for f, _ in seen]
     assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
-    assert all(s == "probing ball rho=0.3" for _, s in seen)
+    assert all(s.split(":")[0] == "probing ball rho=0.3" for _, s in seen)
+    assert any(s.startswith("probing ball rho=0.3: hessian norm: restart") for _, s in seen)
     calls = 0
 
     def cancel_after_two() -> bool:
