@@ -346,6 +346,7 @@ def _finish(
         time.perf_counter() - start,
         **sections,
     )
+    ctx.progress.check()  # a cancel that arrived while the report was built still wins
     clock = ctx.progress.on_progress
     timings = clock.finish() if isinstance(clock, StageClock) else {}
     return report.model_copy(update={"timings": timings})

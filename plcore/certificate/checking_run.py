@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import Tensor
-from torch.func import vjp
 
 from plcore.certificate._json import finite_or_none
 from plcore.models.base import Model
@@ -45,11 +44,17 @@ class RunRecord:
 
 
 def residual_and_grad(model: Model, X: Tensor, y: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
-    """r(w) = F(w) - y and grad L = J(w)^T r(w) in one forward and one backward pass."""
-    out = vjp(lambda v: model.apply_flat(v, X), w)
-    F, pullback = out[0], out[1]
-    r = (F - y).detach()
-    return r, pullback(r)[0].detach()
+    """r(w) = F(w) - y and grad L = J(w)^T r(w) in one forward and one backward pass
+    (plain autograd: the first torch.func transform of a process imports torch._dynamo, seconds
+    that no cancel check can interrupt)."""
+    wg = w.detach().requires_grad_(True)
+    with torch.enable_grad():
+        F = model.apply_flat(wg, X)
+        r = (F - y).detach()
+        if not F.requires_grad:
+            return r, torch.zeros_like(wg).detach()
+        (g,) = torch.autograd.grad(F, wg, r, allow_unused=True)
+    return r, torch.zeros_like(wg).detach() if g is None else g.detach()
 
 
 def pilot_path(
