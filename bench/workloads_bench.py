@@ -99,12 +99,21 @@ def run_case(case: tuple[str, str]) -> CaseResult:
 
     from bench.workloads import BUILDERS
     from plcore import CertifyOptions, certify
+    from plcore.certification import StageClock
 
     name, budget = case
     w = BUILDERS[name]()
+    last = [""]
+
+    def on_progress(fraction: float, stage: str) -> None:
+        key = StageClock.key(stage)
+        if key != last[0]:
+            last[0] = key
+            print(f"  {name} {budget}: {time.perf_counter() - start:7.1f} s  {key}", flush=True)
+
     with rss_delta() as mem:
         start = time.perf_counter()
-        report = certify(w.model, w.data, CertifyOptions(budget=budget))
+        report = certify(w.model, w.data, CertifyOptions(budget=budget), on_progress=on_progress)
         seconds = time.perf_counter() - start
     ratios = _ratios(name)
     load = os.getloadavg()[0]

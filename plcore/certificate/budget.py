@@ -66,9 +66,9 @@ BUDGETS: Final[dict[str, Budget]] = {
         pilot_steps=2,
         output_hessian_scan=16,
         hessian_tol=1e-6,
-        hessian_max_iter=10,
+        hessian_max_iter=6,
         krylov_dim=20,
-        probe_hessian_max_iter=8,
+        probe_hessian_max_iter=2,
     ),
     "standard": Budget(
         name="standard",
@@ -85,9 +85,9 @@ BUDGETS: Final[dict[str, Budget]] = {
         pilot_steps=8,
         output_hessian_scan=32,
         hessian_tol=1e-8,
-        hessian_max_iter=40,
+        hessian_max_iter=25,
         krylov_dim=30,
-        probe_hessian_max_iter=15,
+        probe_hessian_max_iter=4,
     ),
     "thorough": Budget(
         name="thorough",

@@ -229,7 +229,8 @@ def probe_ball(
 
     With a ``cache`` shared by the balls of one search (same centre), every cached point inside
     the ball counts as a point of it, the centre and the inner shells (rho/4, rho/2) get only the
-    points the cache does not already have there, and each Hessian solve is warm-started from
+    points the cache does not already have there (a shell at radius s counts the cached sphere
+    points at distances in [s, 2 s]), and each Hessian solve is warm-started from
     the nearest solved point. The boundary shell is evaluated first; ``stop`` is asked after
     every point and ends the probing early (``stopped_early``) when it answers True.
     """
