@@ -8,6 +8,10 @@ lambda_min(K(w)), ||J(w)||_2 and ||H_F(w)|| at points w of the ball gives
   because the power method's value is itself a lower bound at each point)
 * mu_upper     = min lambda_min(K(w))    >= mu     = inf_B lambda_min(K) (an UPPER bound)
 
+At each point lambda_min(K(w)) and lambda_max(K(w)) come from Cholesky + Lanczos as Rayleigh
+quotients (:mod:`plcore.kernel.extremes`; eigvalsh for N < 512): an upper estimate of
+lambda_min and a lower one of lambda_max, the sides these estimates need.
+
 Never a proof. Points: the centre; ``n_sphere`` uniform directions at each of the radii rho/4,
 rho/2 and rho; the given path points that lie in the ball; and ``n_adversarial`` runs each of
 projected normalised gradient ascent on a . H_F(w)[u, u] (with (a, u) refreshed by the power
@@ -32,6 +36,7 @@ from plcore.hessian.hvp import flat_map, second_directional_graph
 from plcore.hessian.tensor_norm import TensorNormResult, hessian_tensor_norm
 from plcore.kernel import KernelMethod, tangent_kernel
 from plcore.kernel._checks import resolve_params
+from plcore.kernel.extremes import KernelExtremes, kernel_extremes
 from plcore.models.base import Model
 from plcore.progress import Progress
 
@@ -117,14 +122,12 @@ class _Evaluator:
         self.hessians = 0
         self.stage = "probing ball"
 
-    def spectrum(self, w: Tensor, vectors: bool = False) -> tuple[Tensor, Tensor | None]:
+    def spectrum(self, w: Tensor) -> tuple[Tensor, Tensor]:
         self.kernels += 1
         K = tangent_kernel(self.model, self.X, self.kernel_method, params=w)
         self.progress.check()
-        if vectors:
-            evals, evecs = torch.linalg.eigh(K)
-            return evals, evecs
-        return torch.linalg.eigvalsh(K), None
+        evals, evecs = torch.linalg.eigh(K)
+        return evals, evecs
 
     def hessian(self, w: Tensor) -> TensorNormResult:
         """The power method at w, warm-started from the solution at the nearest solved point
@@ -147,16 +150,23 @@ class _Evaluator:
         self.cache.solved.append((w, res.u))
         return res
 
+    def extremes(self, w: Tensor) -> KernelExtremes:
+        """lambda_min (upper) and lambda_max (lower) of K(w) by Cholesky + Lanczos: one-sided
+        in the direction the probe estimates need (:mod:`plcore.kernel.extremes`)."""
+        self.kernels += 1
+        K = tangent_kernel(self.model, self.X, self.kernel_method, params=w)
+        return kernel_extremes(K, generator=self.generator, check=self.progress.check)
+
     def record(
         self, source: ProbeSource, w: Tensor, w0: Tensor, hessian: float | None = None
     ) -> ProbeRecord:
-        evals, _ = self.spectrum(w)
+        ex = self.extremes(w)
         h = self.hessian(w).value if hessian is None else hessian
         rec = ProbeRecord(
             source=source,
             distance=float((w - w0).norm()),
-            lambda_min=float(evals[0]),
-            jacobian_norm=math.sqrt(max(float(evals[-1]), 0.0)),
+            lambda_min=ex.lambda_min_upper,
+            jacobian_norm=math.sqrt(max(ex.lambda_max_lower, 0.0)),
             hessian_norm=h,
         )
         self.cache.records.append((w, rec))
@@ -358,8 +368,7 @@ def _adversarial(
         best_w, best_l = w, math.inf
         for it in range(adversarial_steps + 1):
             ev.progress = sub()
-            evals, evecs = ev.spectrum(w, vectors=True)
-            assert evecs is not None
+            evals, evecs = ev.spectrum(w)
             if float(evals[0]) < best_l:
                 best_w, best_l = w, float(evals[0])
             tick()
