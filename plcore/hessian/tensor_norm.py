@@ -20,7 +20,8 @@ import torch
 from torch import Tensor
 
 from plcore.errors import OptionsError
-from plcore.hessian.hvp import _n_outputs, output_hvp, second_directional
+from plcore.hessian._climb import Climb, Ticker, hvp_at, unit
+from plcore.hessian.hvp import _n_outputs, second_directional
 from plcore.hessian.lanczos import top_abs_eigenpair
 from plcore.kernel import vjp
 from plcore.kernel._checks import resolve_params
@@ -87,38 +88,12 @@ class OutputHessianNormResult:
     vector: Tensor | None = None
 
 
-def _hvp_at(model: Model, X: Tensor, w: Tensor, a: Tensor, v: Tensor) -> Tensor:
-    return output_hvp(model, X, a, v, params=w)
-
-
-def _unit(v: Tensor) -> Tensor:
-    return v / v.norm()
-
-
 def _check_options(restarts: int, tol: float, max_iter: int) -> None:
     if restarts < 1 or max_iter < 1 or not tol > 0:
         raise OptionsError(
             f"need restarts >= 1, max_iter >= 1 and tol > 0; got restarts={restarts}, "
             f"max_iter={max_iter}, tol={tol}"
         )
-
-
-class _Ticker:
-    """A ``check`` for Lanczos: each call checks for cancellation and moves the reported
-    fraction from ``lo`` towards ``hi`` (reached after ``expected`` calls)."""
-
-    def __init__(self, prog: Progress, lo: float, hi: float, stage: str, expected: int) -> None:
-        self.prog, self.lo, self.hi, self.stage = prog, lo, hi, stage
-        self.expected, self.calls = max(expected, 1), 0
-
-    def __call__(self) -> None:
-        self.calls += 1
-        f = self.lo + (self.hi - self.lo) * min(self.calls / self.expected, 1.0)
-        self.prog.step(f, self.stage)
-
-
-#: relative size of the random perturbation added to the inner solve's warm start (see below)
-_KICK = 0.1
 
 
 def _starts(
@@ -135,41 +110,12 @@ def _starts(
     if default_start:
         g = vjp(model, X, torch.ones(N, dtype=w.dtype, device=w.device), params=w)
         if float(g.norm()) > 0:
-            starts.append(_unit(g))
-    starts.extend(_unit(v.to(w.device, torch.float64)) for v in warm_starts if float(v.norm()) > 0)
+            starts.append(unit(g))
+    starts.extend(unit(v.to(w.device, torch.float64)) for v in warm_starts if float(v.norm()) > 0)
     while len(starts) < restarts:
         r = torch.randn(m, generator=generator, dtype=torch.float64).to(w.device)
-        starts.append(_unit(r))
+        starts.append(unit(r))
     return starts
-
-
-def _extrapolate(
-    model: Model, X: Tensor, w: Tensor, u: Tensor, v: Tensor, prog: Progress
-) -> tuple[Tensor, Tensor, float]:
-    """The best of u(g) = (u + g (v - u)) / ||.||, g = 1, 2, 4, ... 64, by the value ||H_F[u, u]||
-    (doubling while it increases), with H_F[u, u] there.
-
-    The alternating iteration creeps along a ridge with a contraction factor close to 1 (seen
-    on CNNs: +2e-4 relative per iteration for dozens of iterations); extrapolating along the
-    last step skips most of that creep. Each trial is one forward-over-forward pass, and only
-    improvements are kept, so the value still never decreases.
-    """
-    if float(v @ u) < 0:  # eigenvectors have no sign; H_F[u, u] is even in u
-        v = -v
-    s = second_directional(model, X, v, params=w)
-    best = (v, s, float(s.norm()))
-    d = v - u
-    g = 2.0
-    while g <= 64.0 and float(d.norm()) > 0:
-        prog.check()
-        ut = _unit(u + g * d)
-        st = second_directional(model, X, ut, params=w)
-        nt = float(st.norm())
-        if nt <= best[2]:
-            break
-        best = (ut, st, nt)
-        g *= 2.0
-    return best
 
 
 def hessian_tensor_norm(
@@ -184,6 +130,7 @@ def hessian_tensor_norm(
     krylov_dim: int = 10,
     warm_starts: Sequence[Tensor] = (),
     default_start: bool = True,
+    race_iter: int = 2,
     progress: Progress | None = None,
     stage: str = "hessian norm",
 ) -> TensorNormResult:
@@ -210,7 +157,9 @@ def hessian_tensor_norm(
     Starts: one deterministic (u = J^T 1 / ||J^T 1||, unless ``default_start`` is False), the
     caller's ``warm_starts`` (e.g. the top eigenvector of the output Hessian of largest norm,
     which makes the result >= max_i ||Hess F_i||, or the solution at a nearby point) and seeded
-    random starts up to ``restarts`` in all; the best is kept.
+    random starts up to ``restarts`` in all. They race: every start climbs ``race_iter``
+    iterations, then only the one with the best value so far continues, up to ``max_iter``
+    (``values`` holds what each start reached; ``iterations`` counts the best one's).
 
     The returned value is ||H_F[u, u]|| at the best unit u ever visited (every outer iteration
     evaluates one): a feasible point, hence a LOWER bound of the true sup
@@ -221,77 +170,43 @@ def hessian_tensor_norm(
     _check_options(restarts, tol, max_iter)
     prog = progress or Progress()
     w = resolve_params(model, params, device=X.device)
-    m = w.numel()
     starts = _starts(model, X, w, generator, restarts, warm_starts, default_start)
 
-    best: tuple[float, Tensor, Tensor, bool, int] | None = None
-    values: list[float] = []
-    matvecs = 0
     R = len(starts)
-    for r, u0 in enumerate(starts):
-        u = u0
-        prev, rel, res_rel = -1.0, 1.0, 1.0
-        converged = False
-        iterations = 0
-        top_ns, top_a, top_u = -1.0, u0, u0
-        label = f"{stage}: restart {r + 1}/{R}"
-        s = second_directional(model, X, u, params=w)
-        ns = float(s.norm())
-        for iterations in range(1, max_iter + 1):
-            base = (r + (iterations - 1) / max_iter) / R
-            prog.step(base, f"{label}, iteration {iterations}")
-            if ns > top_ns:
-                top_ns, top_a, top_u = ns, s / ns, u
-            if ns == 0.0:
-                converged = True
-                break
-            a = s / ns
-            noise = _unit(torch.randn(m, generator=generator, dtype=torch.float64).to(w.device))
-            kick = _KICK if iterations == 1 else max(min(_KICK, res_rel), 1e-2 * tol)
-            inner_tol = max(tol, min(1e-2, 0.1 * rel))
-            check = _Ticker(
-                prog,
-                base,
-                (r + iterations / max_iter) / R,
-                f"{label}, iteration {iterations}",
-                krylov_dim,
-            )
-            pair = top_abs_eigenpair(
-                partial(_hvp_at, model, X, w, a),
-                u + kick * noise,
-                krylov_dim=krylov_dim,
-                tol=inner_tol,
-                max_restarts=0,
-                check=check,
-            )
-            matvecs += pair.matvecs
-            u, s, ns = _extrapolate(model, X, w, u, pair.vector, prog)
-            value = abs(pair.theta)
-            rel = abs(value - prev) / max(value, 1e-300)
-            res_rel = pair.residual / max(value, 1e-300)
-            if rel <= tol and pair.residual <= tol * abs(pair.theta):
-                converged = True
-                break
-            prev = value
-        if ns >= top_ns:
-            top_ns, top_a, top_u = ns, s / ns if ns > 0 else torch.zeros_like(s), u
-        values.append(top_ns)
-        if best is None or top_ns > best[0]:
-            best = (top_ns, top_a, top_u, converged, iterations)
-    assert best is not None
+    race = min(race_iter, max_iter) if R > 1 else max_iter
+    total = R * race + (max_iter - race)
+    climbs = [
+        Climb(model, X, w, u0, f"{stage}: restart {r + 1}/{R}", generator, tol, krylov_dim)
+        for r, u0 in enumerate(starts)
+    ]
+    done = 0
+
+    def advance(c: Climb) -> None:
+        nonlocal done
+        c.step(prog.span(done / total, (done + 1) / total))
+        done += 1
+
+    for _ in range(race):
+        for c in climbs:
+            if not c.finished:
+                advance(c)
+    leader = max(climbs, key=lambda c: c.top_ns)
+    while not leader.finished and leader.iterations < max_iter:
+        advance(leader)
     prog.step(1.0, f"{stage}: done")
+    values = [c.top_ns for c in climbs]
     top = max(values)
-    spread = (top - min(values)) / top if top > 0 else 0.0
+    best = climbs[values.index(top)]
     return TensorNormResult(
-        value=best[0],
-        a=best[1],
-        u=best[2],
-        converged=best[3],
-        iterations=best[4],
+        value=best.top_ns,
+        a=best.top_a,
+        u=best.top_u,
+        converged=best.converged,
+        iterations=best.iterations,
         restarts=R,
-        spread=spread,
+        spread=(top - min(values)) / top if top > 0 else 0.0,
         values=tuple(values),
-        matvecs=matvecs,
+        matvecs=sum(c.matvecs for c in climbs),
     )
 
 
@@ -332,7 +247,7 @@ def max_output_hessian_norm(
         score = torch.zeros(n_out, dtype=w.dtype, device=w.device)
         for _ in range(n_probe):
             prog.check()
-            u = _unit(torch.randn(m, generator=generator, dtype=torch.float64).to(w.device))
+            u = unit(torch.randn(m, generator=generator, dtype=torch.float64).to(w.device))
             score = torch.maximum(score, second_directional(model, X, u, params=w).abs())
         candidates = [int(i) for i in torch.argsort(score, descending=True)[:scan_limit]]
     best_value, best_index = -1.0, -1
@@ -346,10 +261,10 @@ def max_output_hessian_norm(
         j, c = divmod(i, k)
         e = torch.zeros(k, dtype=w.dtype, device=w.device)
         e[c] = 1.0
-        v0 = _unit(torch.randn(m, generator=generator, dtype=torch.float64).to(w.device))
-        check = _Ticker(prog, done / S, (done + 1) / S, label, 4 * krylov_dim)
+        v0 = unit(torch.randn(m, generator=generator, dtype=torch.float64).to(w.device))
+        check = Ticker(prog, done / S, (done + 1) / S, label, 4 * krylov_dim)
         pair = top_abs_eigenpair(
-            partial(_hvp_at, model, X[j : j + 1], w, e),
+            partial(hvp_at, model, X[j : j + 1], w, e),
             v0,
             krylov_dim=krylov_dim,
             tol=tol,
