@@ -165,23 +165,11 @@ def _certify_overparameterized(
     sgd = sgd_stage(ctx, iq, c, gd)
     # checking run, with the path certificate applied at its iterates
     steps = b.validation_steps if opt.validation_steps is None else opt.validation_steps
+    last_u = [hn.u]  # each path check warm-starts from the previous one's solution
     checker = PathChecker(
         spectrum_at=ctx.spectrum,
         beta_estimate=beta_est,
-        hessian_norm_at=lambda w: float(
-            hessian_tensor_norm(
-                ctx.model,
-                ctx.X,
-                params=w,
-                generator=ctx.gen,
-                restarts=1,
-                tol=1e-6,
-                max_iter=b.hessian_max_iter,
-                warm_starts=(hn.u,),
-                default_start=False,
-                progress=Progress(should_cancel=p.should_cancel),
-            ).value
-        ),
+        hessian_norm_at=lambda w: _path_hessian_norm(ctx, w, last_u),
         second_directional_norm=lambda w, u: float(
             second_directional(ctx.model, ctx.X, u, params=w).norm()
         ),
@@ -264,6 +252,25 @@ def _certify_overparameterized(
         width=width,
         eps=eps,
     )
+
+
+def _path_hessian_norm(ctx: Context, w: torch.Tensor, last_u: list[torch.Tensor]) -> float:
+    """||H_F(w)|| at an iterate of the checking run: a lower estimate (the power method from the
+    previous check's solution, ``probe_hessian_max_iter`` iterations, as at probe points)."""
+    res = hessian_tensor_norm(
+        ctx.model,
+        ctx.X,
+        params=w,
+        generator=ctx.gen,
+        restarts=1,
+        tol=1e-6,
+        max_iter=ctx.budget.probe_hessian_max_iter,
+        warm_starts=(last_u[0],),
+        default_start=False,
+        progress=Progress(should_cancel=ctx.progress.should_cancel),
+    )
+    last_u[0] = res.u
+    return float(res.value)
 
 
 def _search(ctx: Context, iq: InitialQuantities, hn: TensorNormResult) -> RadiusSearch:
