@@ -99,7 +99,7 @@ def run_case(case: tuple[str, str]) -> CaseResult:
 
     from bench.workloads import BUILDERS
     from plcore import CertifyOptions, certify
-    from plcore.certification import StageClock
+    from plcore.certificate.timings import StageClock
 
     name, budget = case
     w = BUILDERS[name]()

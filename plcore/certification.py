@@ -39,6 +39,7 @@ from plcore.certificate.radius import (
     threshold_within,
 )
 from plcore.certificate.stages import Context, fallback_rho, sgd_stage, width_stage
+from plcore.certificate.timings import StageClock
 from plcore.certificate.width import closing_factor
 from plcore.data import check_fits
 from plcore.dataset import Dataset
@@ -357,42 +358,3 @@ def _finish(
     clock = ctx.progress.on_progress
     timings = clock.finish() if isinstance(clock, StageClock) else {}
     return report.model_copy(update={"timings": timings})
-
-
-class StageClock:
-    """An ``on_progress`` wrapper that times the stages of :func:`certify` (report ``timings``).
-
-    A stage lasts from its first report to the first report of another stage. Detail after a
-    colon or in key=value form is dropped ("hessian norm: restart 2/3, iteration 14" counts as
-    "hessian norm"), and the balls' "probing ball rho=..." count as "radius search".
-    """
-
-    def __init__(self, on_progress: ProgressCallback | None) -> None:
-        self.on_progress = on_progress
-        self.times: dict[str, float] = {}
-        self.current: str | None = None
-        self.since = time.perf_counter()
-
-    @staticmethod
-    def key(stage: str) -> str:
-        name = stage.split(":")[0].strip()
-        return "radius search" if name.startswith("probing ball") else name
-
-    def __call__(self, fraction: float, stage: str) -> None:
-        key = self.key(stage)
-        if key != self.current:
-            self._close()
-            self.current = key
-        if self.on_progress is not None:
-            self.on_progress(fraction, stage)
-
-    def _close(self) -> None:
-        now = time.perf_counter()
-        if self.current is not None:
-            self.times[self.current] = self.times.get(self.current, 0.0) + now - self.since
-        self.since = now
-
-    def finish(self) -> dict[str, float]:
-        """Seconds per stage so far (the running stage counted up to now)."""
-        self._close()
-        return {k: round(v, 3) for k, v in self.times.items()}

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from plcore import CertifyOptions, certify
-from plcore.certification import StageClock
+from plcore.certificate.timings import StageClock
 from plcore.errors import Cancelled
 from plcore.hessian import output_hvp
 from plcore.kernel import vjp

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from plcore import CertifyOptions, certify
-from plcore.certification import StageClock
+from plcore.certificate.timings import StageClock
 from tests.plcore.certify_cases import mlp, ntk_tanh_spec, unit_sphere_data
 
 
