@@ -173,7 +173,8 @@ def _write(results: dict[str, dict[str, object]]) -> None:
         lines.append(
             f"| {r['workload']} | {r['params']:,} | {r['n_outputs']} | {r['budget']} "
             f"| {float(r['seconds']):.1f} | {'-' if target is None else f'{target:g}'} "
-            f"| {float(r['peak_mib']):.0f} | {r['verdict']} | {stages} "
+            f"| {'-' if r.get('peak_mib') is None else format(float(r['peak_mib']), '.0f')} "
+            f"| {r['verdict']} | {stages} "
             f"| {'-' if hvp is None else f'{hvp:.1f}'} | {'-' if kr is None else f'{kr:.1f}'} "
             f"| {r['measured_at']} | {r['machine']} |"
         )
