@@ -33,12 +33,14 @@ from plcore.certificate.predict_gd import GDConstants, predict_gd, safe_step
 from plcore.certificate.radius import (
     ProbeLike,
     RadiusSearch,
+    StopRule,
     proven_closure,
     radius_grid,
     search_radius,
     threshold_within,
 )
 from plcore.certificate.stages import Context, fallback_rho, sgd_stage, width_stage
+from plcore.certificate.timings import StageClock
 from plcore.certificate.width import closing_factor
 from plcore.data import check_fits
 from plcore.dataset import Dataset
@@ -76,7 +78,8 @@ def certify(
     """
     options = options or CertifyOptions()
     start = time.perf_counter()
-    progress = Progress(on_progress, should_cancel)
+    clock = StageClock(on_progress)
+    progress = Progress(clock, should_cancel)
     model = select_parameters(model, trainable=options.trainable, frozen=options.frozen)
     check_fits(model, data)
     device = A.resolve_device(options.device)
@@ -102,6 +105,7 @@ def certify(
         scan_limit=b.output_hessian_scan,
         tol=b.hessian_tol,
         krylov_dim=b.krylov_dim,
+        progress=progress.span(0.05, 0.06),
     )
     hn = hessian_tensor_norm(
         model,
@@ -111,6 +115,7 @@ def certify(
         tol=b.hessian_tol,
         max_iter=b.hessian_max_iter,
         warm_starts=() if mo.vector is None else (mo.vector,),
+        progress=progress.span(0.06, 0.1),
     )
     return _certify_overparameterized(ctx, iq, hn, mo, reasons, start)
 
@@ -131,7 +136,7 @@ def _certify_overparameterized(
     search = None
     if not V.is_singular(lam0, iq.lambda_max) and r0n > 0:
         p.step(0.1, "radius search")
-        search = _search(ctx, iq, h0)
+        search = _search(ctx, iq, hn)
     closure = search.closure if search is not None else None
     closes0 = closure is not None and closure.closes
     # beta behind r* at w0: proven (analytic, on a ball containing rho*) if known, else estimated.
@@ -188,10 +193,11 @@ def _certify_overparameterized(
     sgd = sgd_stage(ctx, iq, c, gd, closure.rho if closure is not None else None)
     # checking run, with the path certificate applied at its iterates
     steps = b.validation_steps if opt.validation_steps is None else opt.validation_steps
+    last_u = [hn.u]  # each path check warm-starts from the previous one's solution
     checker = PathChecker(
         spectrum_at=ctx.spectrum,
         beta_estimate=beta_est,
-        hessian_norm_at=lambda w: ctx.hessian_norm(w, 1, 1e-6, b.hessian_max_iter),
+        hessian_norm_at=lambda w: _path_hessian_norm(ctx, w, last_u),
         second_directional_norm=lambda w, u: float(
             second_directional(ctx.model, ctx.X, u, params=w).norm()
         ),
@@ -280,19 +286,46 @@ def _certify_overparameterized(
     )
 
 
-def _search(ctx: Context, iq: InitialQuantities, h0: float) -> RadiusSearch:
-    """Radius search (proven bounds, then probes; the pilot GD iterates are probed as path)."""
-    from plcore.estimate.probes import probe_ball
+def _path_hessian_norm(ctx: Context, w: torch.Tensor, last_u: list[torch.Tensor]) -> float:
+    """||H_F(w)|| at an iterate of the checking run: a lower estimate (the power method from the
+    previous check's solution, ``probe_hessian_max_iter`` iterations, as at probe points)."""
+    res = hessian_tensor_norm(
+        ctx.model,
+        ctx.X,
+        params=w,
+        generator=ctx.gen,
+        restarts=1,
+        tol=1e-6,
+        max_iter=ctx.budget.probe_hessian_max_iter,
+        warm_starts=(last_u[0],),
+        default_start=False,
+        progress=Progress(should_cancel=ctx.progress.should_cancel),
+    )
+    last_u[0] = res.u
+    return float(res.value)
+
+
+def _search(ctx: Context, iq: InitialQuantities, hn: TensorNormResult) -> RadiusSearch:
+    """Radius search (proven bounds, then probes; the pilot GD iterates are probed as path).
+
+    The balls share one :class:`ProbeCache`, seeded with w0 (its spectrum and the Hessian-norm
+    solution of the previous stage): points of smaller balls count for larger ones, and every
+    Hessian solve is warm-started from the nearest solved point.
+    """
+    from plcore.estimate.probes import ProbeCache, ProbeRecord, probe_ball
 
     b = ctx.budget
-    lam0, J0, r0n = iq.lambda_min, iq.jacobian_norm, iq.residual_norm
+    lam0, J0, r0n, h0 = iq.lambda_min, iq.jacobian_norm, iq.residual_norm, float(hn.value)
     w0 = ctx.model.flat_params()
     pilot = pilot_path(ctx.model, ctx.X, ctx.y, w0, safe_step(J0, h0, r0n), b.pilot_steps)
     grid = radius_grid(lam0, J0, r0n, h0, b.radius_grid, b.radius_growth)
     span = ctx.progress.span(0.1, 0.5)
     done = [0]
+    cache = ProbeCache()
+    cache.records.append((w0, ProbeRecord("center", 0.0, lam0, J0, h0)))
+    cache.solved.append((w0, hn.u))
 
-    def probe(rho: float) -> ProbeLike:
+    def probe(rho: float, stop: StopRule | None = None) -> ProbeLike:
         # each ball reports within its own slice, so the overall fraction never goes back
         k = max(len(grid), 1)
         sub = span.span(min(done[0], k - 1) / k, min(done[0] + 1, k) / k)
@@ -309,6 +342,9 @@ def _search(ctx: Context, iq: InitialQuantities, h0: float) -> RadiusSearch:
             path=near,
             kernel_method=ctx.options.kernel_method,
             progress=sub,
+            cache=cache,
+            stop=stop,
+            hessian_max_iter=b.probe_hessian_max_iter,
         )
 
     return search_radius(
@@ -321,6 +357,7 @@ def _search(ctx: Context, iq: InitialQuantities, h0: float) -> RadiusSearch:
         proven_beta=ctx.proven_beta,
         probe=probe,
         proven_inputs=(iq.lambda_min_lower, iq.jacobian_norm_upper, iq.residual_norm_upper),
+        probe_until=probe,
     )
 
 
@@ -335,7 +372,7 @@ def _finish(
     **sections: Any,
 ) -> Report:
     ctx.progress.step(0.99, "report")
-    return A.build_report(
+    report = A.build_report(
         ctx.model,
         ctx.data,
         ctx.options,
@@ -349,3 +386,7 @@ def _finish(
         time.perf_counter() - start,
         **sections,
     )
+    ctx.progress.check()  # a cancel that arrived while the report was built still wins
+    clock = ctx.progress.on_progress
+    timings = clock.finish() if isinstance(clock, StageClock) else {}
+    return report.model_copy(update={"timings": timings})

@@ -27,6 +27,8 @@ class Budget:
         hessian_tol: relative tolerance of the Hessian norm solvers.
         hessian_max_iter: outer iterations of the alternating power method.
         krylov_dim: Lanczos subspace size for max_i ||Hess F_i||.
+        probe_hessian_max_iter: outer iterations of the power method at each probe point
+            (warm-started from the nearest solved point; a lower estimate whatever the count).
     """
 
     name: str
@@ -45,6 +47,7 @@ class Budget:
     hessian_tol: float
     hessian_max_iter: int
     krylov_dim: int
+    probe_hessian_max_iter: int
 
 
 BUDGETS: Final[dict[str, Budget]] = {
@@ -63,8 +66,9 @@ BUDGETS: Final[dict[str, Budget]] = {
         pilot_steps=2,
         output_hessian_scan=16,
         hessian_tol=1e-6,
-        hessian_max_iter=30,
+        hessian_max_iter=6,
         krylov_dim=20,
+        probe_hessian_max_iter=2,
     ),
     "standard": Budget(
         name="standard",
@@ -81,8 +85,9 @@ BUDGETS: Final[dict[str, Budget]] = {
         pilot_steps=8,
         output_hessian_scan=32,
         hessian_tol=1e-8,
-        hessian_max_iter=100,
+        hessian_max_iter=25,
         krylov_dim=30,
+        probe_hessian_max_iter=4,
     ),
     "thorough": Budget(
         name="thorough",
@@ -101,6 +106,7 @@ BUDGETS: Final[dict[str, Budget]] = {
         hessian_tol=1e-10,
         hessian_max_iter=300,
         krylov_dim=40,
+        probe_hessian_max_iter=50,
     ),
 }
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import Tensor
-from torch.func import vjp
 
 from plcore.certificate._json import finite_or_none
 from plcore.models.base import Model
@@ -45,11 +44,17 @@ class RunRecord:
 
 
 def residual_and_grad(model: Model, X: Tensor, y: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
-    """r(w) = F(w) - y and grad L = J(w)^T r(w) in one forward and one backward pass."""
-    out = vjp(lambda v: model.apply_flat(v, X), w)
-    F, pullback = out[0], out[1]
-    r = (F - y).detach()
-    return r, pullback(r)[0].detach()
+    """r(w) = F(w) - y and grad L = J(w)^T r(w) in one forward and one backward pass
+    (plain autograd: the first torch.func transform of a process imports torch._dynamo, seconds
+    that no cancel check can interrupt)."""
+    wg = w.detach().requires_grad_(True)
+    with torch.enable_grad():
+        F = model.apply_flat(wg, X)
+        r = (F - y).detach()
+        if not F.requires_grad:
+            return r, torch.zeros_like(wg).detach()
+        (g,) = torch.autograd.grad(F, wg, r, allow_unused=True)
+    return r, torch.zeros_like(wg).detach() if g is None else g.detach()
 
 
 def pilot_path(
@@ -93,7 +98,9 @@ def gd_run(
     switched_at: int | None = None
     for t in range(steps + 1):
         if t % every == 0:
-            prog.step(t / max(steps, 1), "checking run")
+            prog.step(t / max(steps, 1), f"checking run: step {t}/{steps}")
+        else:
+            prog.check()
         r, g = residual_and_grad(model, X, y, w)
         loss = 0.5 * float(r @ r)
         losses.append(loss)
@@ -141,7 +148,9 @@ def sgd_run(
     every = max(1, steps // 50)
     for t in range(steps + 1):
         if t % every == 0:
-            prog.step(t / max(steps, 1), "checking run (SGD)")
+            prog.step(t / max(steps, 1), f"checking run (SGD): step {t}/{steps}")
+        else:
+            prog.check()
         with torch.no_grad():
             r = model.apply_flat(w, X) - y
         losses.append(0.5 * float(r @ r))

@@ -184,6 +184,31 @@ def _covers(probe: object, rho: float) -> bool:
     return any(float(r.distance) >= 0.99 * rho for r in records)
 
 
+StopRule = Callable[[float, float, float], bool]
+
+
+def cannot_close(
+    lambda0: float, jac_norm: float, residual_norm: float, hessian_norm0: float, rho: float
+) -> StopRule:
+    """The stop rule of the probes of B(w0, rho) in the estimated tier: given the extremes seen
+    so far (L_F_lower, beta_F_lower, mu_upper), True when neither estimated form closes.
+
+    More points only raise L and beta and lower mu, and both forms' R(rho) grow with L and beta
+    and fall with mu, so once neither closes no further point can make the ball close: its
+    outcome is settled and probing stops. (A ball that closes is always probed to the end.)
+    """
+
+    def rule(L: float, beta: float, mu: float) -> bool:
+        beta_est = max(hessian_norm0, beta)
+        L_eb, mu_eb = bound_form(lambda0, jac_norm, beta_est, rho)
+        if _closes(L_eb, mu_eb, residual_norm, rho):
+            return False
+        trusted = rho * beta_est <= math.sqrt(lambda0)
+        return not (trusted and _closes(max(jac_norm, L), min(lambda0, mu), residual_norm, rho))
+
+    return rule
+
+
 def search_radius(
     *,
     lambda0: float,
@@ -196,6 +221,7 @@ def search_radius(
     fallback_rho: float | None = None,
     progress: Progress | None = None,
     proven_inputs: tuple[float, float, float] | None = None,
+    probe_until: Callable[[float, StopRule], ProbeLike] | None = None,
 ) -> RadiusSearch:
     """Search the grid for the smallest rho with R(rho) <= rho.
 
@@ -216,6 +242,12 @@ def search_radius(
     it closes at rho_c <= rho_k (the beta of the larger ball holds on the smaller). Then balls are
     probed in increasing order until the estimates close, or the ratio R/rho grew twice in a row
     (R(rho) outgrows rho, no closure ahead). The chosen ball is always probed.
+
+    ``probe_until(rho, stop)`` (optional) is used instead of ``probe`` for the balls of the
+    estimated tier: it may end a ball's probing once ``stop`` (:func:`cannot_close`) says the
+    ball cannot close. The ratio R/rho of such a ball is then computed from the points probed
+    so far (an optimistic estimate); the ball probed for a rigorous closure, and every ball that
+    closes, is probed in full.
     """
     if not grid:
         if fallback_rho is None or not fallback_rho > 0:
@@ -245,8 +277,11 @@ def search_radius(
                 rigorous_rho = rc
                 break
 
-    def probed(rho: float) -> BallConstants:
-        p = probe(rho)
+    def probed(rho: float, settle: bool = False) -> BallConstants:
+        if settle and probe_until is not None:
+            p = probe_until(rho, cannot_close(lambda0, jac_norm, residual_norm, hessian_norm0, rho))
+        else:
+            p = probe(rho)
         beta_est = max(hessian_norm0, p.beta_F_lower)
         L_eb, mu_eb = bound_form(lambda0, jac_norm, beta_est, rho)
         base = proven.get(rho, BallConstants(rho=rho))
@@ -283,7 +318,7 @@ def search_radius(
     ratios: list[float] = []
     for i, rho in enumerate(grid):
         prog.step(i / len(grid), "probing ball")
-        ball = probed(rho)
+        ball = probed(rho, settle=not nothing_closes)
         balls.append(ball)
         assert ball.L_est is not None and ball.mu_est is not None and ball.beta_est is not None
         if nothing_closes:

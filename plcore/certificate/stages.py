@@ -144,7 +144,12 @@ def _sgd_method(c: GDConstants, ratio: float | None) -> str:
 
 
 def w0_closing_factor(
-    model: Model, data: Dataset, generator: torch.Generator, budget: Budget, kernel_method: str
+    model: Model,
+    data: Dataset,
+    generator: torch.Generator,
+    budget: Budget,
+    kernel_method: str,
+    progress: Progress | None = None,
 ) -> float | None:
     """||r0|| / r*(lambda0, ||J0||, ||H_F(w0)||): the width sweep's factor (no probes)."""
     q = initial_quantities(model, data, kernel_method=kernel_method)
@@ -155,6 +160,7 @@ def w0_closing_factor(
         restarts=budget.power_restarts,
         tol=budget.hessian_tol,
         max_iter=budget.hessian_max_iter,
+        progress=progress,
     )
     return closing_factor(q.residual_norm, q.lambda_min, q.jacobian_norm, float(h.value))
 
@@ -171,7 +177,14 @@ def width_stage(ctx: Context, reference: float | None) -> WidthExtrapolation | N
         return None
 
     def factor(model: Model, data: Dataset) -> float | None:
-        return w0_closing_factor(model, data, ctx.gen, ctx.budget, ctx.options.kernel_method)
+        return w0_closing_factor(
+            model,
+            data,
+            ctx.gen,
+            ctx.budget,
+            ctx.options.kernel_method,
+            Progress(should_cancel=ctx.progress.should_cancel),
+        )
 
     p = ctx.progress
     return width_sweep(

@@ -5,6 +5,11 @@ Computations", 4th ed., section 10.1): build an orthonormal Krylov basis Q of di
 take the Ritz pair (theta, y = Q s) of the tridiagonal T = Q^T M Q with the largest |theta|,
 and restart from y until the residual ||M y - theta y|| = beta_k |s_k| is below
 ``tol * |theta|``. Runs on the device and dtype of the start vector.
+
+One (k + 1) x m basis is allocated per solve and reused by every restart (rows are overwritten),
+so a solve costs one allocation whatever the number of restarts. A ``check`` callable (e.g.
+:meth:`plcore.progress.Progress.check`) is called before every operator application, so a
+cancellation is seen within one matvec.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import torch
 from torch import Tensor
 
 Matvec = Callable[[Tensor], Tensor]
+Check = Callable[[], None]
 
 
 @dataclass(frozen=True)
@@ -38,20 +44,27 @@ def top_abs_eigenpair(
     krylov_dim: int = 40,
     tol: float = 1e-10,
     max_restarts: int = 20,
+    check: Check | None = None,
 ) -> EigenPair:
-    """Largest-|lambda| eigenpair of the symmetric operator ``matvec`` of dimension v0.numel()."""
+    """Largest-|lambda| eigenpair of the symmetric operator ``matvec`` of dimension v0.numel().
+
+    ``max_restarts=0`` gives one Krylov cycle of at most ``krylov_dim`` matvecs (an inexact
+    solve, used inside the alternating power method); ``check`` runs before every matvec.
+    """
     m = v0.numel()
     k = max(1, min(krylov_dim, m))
     q = v0 / v0.norm()
     matvecs = 0
     theta, y, residual = 0.0, q, float("inf")
+    Q = torch.empty(k + 1, m, dtype=v0.dtype, device=v0.device)
     for _ in range(max_restarts + 1):
-        Q = torch.zeros(k + 1, m, dtype=v0.dtype, device=v0.device)
         Q[0] = q
         alphas: list[float] = []
         betas: list[float] = []
         scale = 0.0
         for j in range(k):
+            if check is not None:
+                check()
             w = matvec(Q[j])
             matvecs += 1
             alpha = float(Q[j] @ w)

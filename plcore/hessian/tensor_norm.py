@@ -20,11 +20,13 @@ import torch
 from torch import Tensor
 
 from plcore.errors import OptionsError
-from plcore.hessian.hvp import _n_outputs, output_hvp, second_directional
+from plcore.hessian._climb import Climb, Ticker, hvp_at, unit
+from plcore.hessian.hvp import _n_outputs, second_directional
 from plcore.hessian.lanczos import top_abs_eigenpair
 from plcore.kernel import vjp
 from plcore.kernel._checks import resolve_params
 from plcore.models.base import Model
+from plcore.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,7 @@ class TensorNormResult:
             Always a LOWER bound of the true sup (``is_lower_bound``).
         a: unit vector in R^N (outputs), a = H_F[u, u] / ||H_F[u, u]||.
         u: unit vector in R^m (parameters).
-        converged: the best restart met the stopping rule (relative change < tol between
+        converged: the best restart met the stopping rule (relative change <= tol between
             consecutive outer iterations and the inner Lanczos residual <= tol |lambda|).
         iterations: outer iterations of the best restart.
         restarts: number of starts tried (one deterministic, the rest seeded random).
@@ -86,20 +88,34 @@ class OutputHessianNormResult:
     vector: Tensor | None = None
 
 
-def _hvp_at(model: Model, X: Tensor, w: Tensor, a: Tensor, v: Tensor) -> Tensor:
-    return output_hvp(model, X, a, v, params=w)
-
-
-def _unit(v: Tensor) -> Tensor:
-    return v / v.norm()
-
-
 def _check_options(restarts: int, tol: float, max_iter: int) -> None:
     if restarts < 1 or max_iter < 1 or not tol > 0:
         raise OptionsError(
             f"need restarts >= 1, max_iter >= 1 and tol > 0; got restarts={restarts}, "
             f"max_iter={max_iter}, tol={tol}"
         )
+
+
+def _starts(
+    model: Model,
+    X: Tensor,
+    w: Tensor,
+    generator: torch.Generator,
+    restarts: int,
+    warm_starts: Sequence[Tensor],
+    default_start: bool,
+) -> list[Tensor]:
+    m, N = w.numel(), _n_outputs(model, X)
+    starts: list[Tensor] = []
+    if default_start:
+        g = vjp(model, X, torch.ones(N, dtype=w.dtype, device=w.device), params=w)
+        if float(g.norm()) > 0:
+            starts.append(unit(g))
+    starts.extend(unit(v.to(w.device, torch.float64)) for v in warm_starts if float(v.norm()) > 0)
+    while len(starts) < restarts:
+        r = torch.randn(m, generator=generator, dtype=torch.float64).to(w.device)
+        starts.append(unit(r))
+    return starts
 
 
 def hessian_tensor_norm(
@@ -111,8 +127,12 @@ def hessian_tensor_norm(
     restarts: int = 4,
     tol: float = 1e-10,
     max_iter: int = 500,
-    krylov_dim: int = 40,
+    krylov_dim: int = 10,
     warm_starts: Sequence[Tensor] = (),
+    default_start: bool = True,
+    race_iter: int = 2,
+    progress: Progress | None = None,
+    stage: str = "hessian norm",
 ) -> TensorNormResult:
     """||H_F|| = sup_{|a|=1,|u|=1} a . H_F[u, u] = sup_{|a|=1} ||M(a)||_2, M(a) = sum a_i Hess F_i.
 
@@ -120,80 +140,73 @@ def hessian_tensor_norm(
     partially symmetric tensor H_F): for fixed u the best a is s / ||s|| with s = H_F[u, u]
     (:func:`second_directional`), value ||s||; for fixed a the best u is the eigenvector of M(a)
     of largest |lambda| (Lanczos on :func:`output_hvp`; when that lambda < 0 the sign of a is
-    flipped, so the value stays positive). Neither half-step decreases the value, so each restart
-    climbs to a local maximum. The landscape has several, so one deterministic start
-    (u = J^T 1 / ||J^T 1||), the caller's ``warm_starts`` (e.g. the top eigenvector of the output
-    Hessian of largest norm, which makes the result >= max_i ||Hess F_i||) and seeded random
-    starts up to ``restarts`` in all are run, and the best is kept.
+    flipped, so the value stays positive).
 
-    The returned value is ||H_F[u, u]|| recomputed at the final unit u: a feasible point, hence a
-    LOWER bound of the true sup (``is_lower_bound=True``). ``spread`` tells how much the restarts
-    disagreed.
+    Inexact inner solves: each outer iteration runs ONE Lanczos cycle of at most ``krylov_dim``
+    Hessian-vector products, warm-started from the previous u plus a random kick (started on an
+    eigenvector that is not the top one, Lanczos would stop there and the iteration would stall
+    at a saddle point). The kick has relative size 0.1 on the first iteration, then the last
+    inner relative residual (clipped to [0.01 tol, 0.1]), so it never undoes the progress made;
+    each cycle is stopped early at the residual tolerance
+    max(tol, min(1e-2, 0.1 * relative change of the outer value)), which tightens as the outer
+    iteration converges. Consecutive operators M(a) differ little near convergence, so the
+    cycles together act as one restarted Lanczos run (inexact alternating maximisation).
+    Stopping rule of a start: the outer value changed by <= tol (relative) and the last inner
+    Ritz residual is <= tol |lambda| (both on the same iteration), or ``max_iter`` iterations.
+
+    Starts: one deterministic (u = J^T 1 / ||J^T 1||, unless ``default_start`` is False), the
+    caller's ``warm_starts`` (e.g. the top eigenvector of the output Hessian of largest norm,
+    which makes the result >= max_i ||Hess F_i||, or the solution at a nearby point) and seeded
+    random starts up to ``restarts`` in all. They race: every start climbs ``race_iter``
+    iterations, then only the one with the best value so far continues, up to ``max_iter``
+    (``values`` holds what each start reached; ``iterations`` counts the best one's).
+
+    The returned value is ||H_F[u, u]|| at the best unit u ever visited (every outer iteration
+    evaluates one): a feasible point, hence a LOWER bound of the true sup
+    (``is_lower_bound=True``), whatever the inner accuracy. ``spread`` tells how much the
+    restarts disagreed. ``progress`` (optional) receives "STAGE: restart r/R, iteration t" and
+    is checked for cancellation before every Hessian-vector product.
     """
     _check_options(restarts, tol, max_iter)
+    prog = progress or Progress()
     w = resolve_params(model, params, device=X.device)
-    m, N = w.numel(), _n_outputs(model, X)
+    starts = _starts(model, X, w, generator, restarts, warm_starts, default_start)
 
-    starts: list[Tensor] = []
-    g = vjp(model, X, torch.ones(N, dtype=w.dtype, device=w.device), params=w)
-    if float(g.norm()) > 0:
-        starts.append(_unit(g))
-    starts.extend(_unit(v.to(w.device, torch.float64)) for v in warm_starts if float(v.norm()) > 0)
-    while len(starts) < restarts:
-        r = torch.randn(m, generator=generator, dtype=torch.float64).to(w.device)
-        starts.append(_unit(r))
+    R = len(starts)
+    race = min(race_iter, max_iter) if R > 1 else max_iter
+    total = R * race + (max_iter - race)
+    climbs = [
+        Climb(model, X, w, u0, f"{stage}: restart {r + 1}/{R}", generator, tol, krylov_dim)
+        for r, u0 in enumerate(starts)
+    ]
+    done = 0
 
-    best: tuple[float, Tensor, Tensor, bool, int] | None = None
-    values: list[float] = []
-    matvecs = 0
-    for u0 in starts:
-        u = u0
-        prev = -1.0
-        converged = False
-        iterations = 0
-        for iterations in range(1, max_iter + 1):  # noqa: B007 (used after the loop)
-            s = second_directional(model, X, u, params=w)
-            ns = float(s.norm())
-            if ns == 0.0:
-                converged = True
-                break
-            a = s / ns
-            # Warm start from u, mixed with a random direction: started on (or near) an
-            # eigenvector that is not the top one, Lanczos would stop there (invariant subspace)
-            # and the iteration would stall at a saddle point.
-            noise = _unit(torch.randn(m, generator=generator, dtype=torch.float64).to(w.device))
-            pair = top_abs_eigenpair(
-                partial(_hvp_at, model, X, w, a),
-                u + noise,
-                krylov_dim=krylov_dim,
-                tol=tol,
-            )
-            matvecs += pair.matvecs
-            u = pair.vector
-            value = abs(pair.theta)
-            if abs(value - prev) <= tol * max(value, 1e-300) and pair.converged:
-                converged = True
-                break
-            prev = value
-        s = second_directional(model, X, u, params=w)
-        ns = float(s.norm())
-        a = s / ns if ns > 0 else torch.zeros_like(s)
-        values.append(ns)
-        if best is None or ns > best[0]:
-            best = (ns, a, u, converged, iterations)
-    assert best is not None
+    def advance(c: Climb) -> None:
+        nonlocal done
+        c.step(prog.span(done / total, (done + 1) / total))
+        done += 1
+
+    for _ in range(race):
+        for c in climbs:
+            if not c.finished:
+                advance(c)
+    leader = max(climbs, key=lambda c: c.top_ns)
+    while not leader.finished and leader.iterations < max_iter:
+        advance(leader)
+    prog.step(1.0, f"{stage}: done")
+    values = [c.top_ns for c in climbs]
     top = max(values)
-    spread = (top - min(values)) / top if top > 0 else 0.0
+    best = climbs[values.index(top)]
     return TensorNormResult(
-        value=best[0],
-        a=best[1],
-        u=best[2],
-        converged=best[3],
-        iterations=best[4],
-        restarts=len(starts),
-        spread=spread,
+        value=best.top_ns,
+        a=best.top_a,
+        u=best.top_u,
+        converged=best.converged,
+        iterations=best.iterations,
+        restarts=R,
+        spread=(top - min(values)) / top if top > 0 else 0.0,
         values=tuple(values),
-        matvecs=matvecs,
+        matvecs=sum(c.matvecs for c in climbs),
     )
 
 
@@ -207,39 +220,55 @@ def max_output_hessian_norm(
     n_probe: int = 4,
     tol: float = 1e-10,
     krylov_dim: int = 40,
+    progress: Progress | None = None,
+    stage: str = "hessian norm",
 ) -> OutputHessianNormResult:
-    """max_i ||Hess(F_i)||_2, each by Lanczos on v -> output_hvp(e_i, v) (largest |lambda|).
+    """max_i ||Hess(F_i)||_2, each by Lanczos on v -> Hess(F_i) v (largest |lambda|).
+
+    Output i (sample-major) is output c = i mod k of sample j = i div k, and F_i depends on
+    sample j only (models act on samples independently, see :mod:`plcore.kernel.methods`), so
+    Hess(F_i) v = output_hvp on the one-sample batch X[j] with a = e_c (length k): each product
+    costs one sample's forward and double backward instead of all n.
 
     All N outputs are scanned when N <= ``scan_limit`` (``exhaustive=True``). Otherwise the
     ``scan_limit`` outputs with the largest max_j |u_j^T Hess(F_i) u_j| over ``n_probe`` random
     unit u_j (one :func:`second_directional` pass each) are scanned, and the result is a lower
-    bound (``exhaustive=False``).
+    bound (``exhaustive=False``). ``progress`` gets "STAGE: output s/S" and is checked for
+    cancellation before every Hessian-vector product.
     """
     if scan_limit < 1 or n_probe < 1:
         raise OptionsError(f"need scan_limit >= 1 and n_probe >= 1, got {scan_limit}, {n_probe}")
+    prog = progress or Progress()
     w = resolve_params(model, params, device=X.device)
-    m, n_out = w.numel(), _n_outputs(model, X)
+    m, n_out, k = w.numel(), _n_outputs(model, X), model.output_dim
     if n_out <= scan_limit:
         candidates = list(range(n_out))
     else:
         score = torch.zeros(n_out, dtype=w.dtype, device=w.device)
         for _ in range(n_probe):
-            u = _unit(torch.randn(m, generator=generator, dtype=torch.float64).to(w.device))
+            prog.check()
+            u = unit(torch.randn(m, generator=generator, dtype=torch.float64).to(w.device))
             score = torch.maximum(score, second_directional(model, X, u, params=w).abs())
         candidates = [int(i) for i in torch.argsort(score, descending=True)[:scan_limit]]
     best_value, best_index = -1.0, -1
     best_vector: Tensor | None = None
     converged = True
     iterations = 0
-    for i in candidates:
-        e = torch.zeros(n_out, dtype=w.dtype, device=w.device)
-        e[i] = 1.0
-        v0 = _unit(torch.randn(m, generator=generator, dtype=torch.float64).to(w.device))
+    S = len(candidates)
+    for done, i in enumerate(candidates):
+        label = f"{stage}: output {done + 1}/{S}"
+        prog.step(done / S, label)
+        j, c = divmod(i, k)
+        e = torch.zeros(k, dtype=w.dtype, device=w.device)
+        e[c] = 1.0
+        v0 = unit(torch.randn(m, generator=generator, dtype=torch.float64).to(w.device))
+        check = Ticker(prog, done / S, (done + 1) / S, label, 4 * krylov_dim)
         pair = top_abs_eigenpair(
-            partial(_hvp_at, model, X, w, e),
+            partial(hvp_at, model, X[j : j + 1], w, e),
             v0,
             krylov_dim=krylov_dim,
             tol=tol,
+            check=check,
         )
         iterations += pair.matvecs
         converged = converged and pair.converged

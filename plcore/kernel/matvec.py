@@ -13,7 +13,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 from torch.func import jvp as _jvp
-from torch.func import vjp as _vjp
 
 from plcore.kernel._checks import check_inputs, check_vector, resolve_params
 from plcore.kernel.reference import jacobian_rows
@@ -39,15 +38,21 @@ def jvp(model: Model, X: Tensor, u: Tensor, *, params: Tensor | None = None) -> 
 
 
 def vjp(model: Model, X: Tensor, a: Tensor, *, params: Tensor | None = None) -> Tensor:
-    """J(w)^T a = grad_w (a . F(w)) (reverse mode, ``torch.func.vjp``), shape (m,)."""
+    """J(w)^T a = grad_w (a . F(w)) (reverse mode), shape (m,).
+
+    Plain autograd rather than ``torch.func.vjp``: the same numbers, and the first
+    ``torch.func`` transform of a process imports torch._dynamo (seconds, uninterruptible).
+    """
     check_inputs(model, X)
-    w = resolve_params(model, params)
+    w = resolve_params(model, params).detach().requires_grad_(True)
     N = X.shape[0] * model.output_dim
     check_vector("a", a, N, "one entry per output, N = n * k, sample-major")
-    result = _vjp(lambda v: model.apply_flat(v, X), w)
-    pullback = result[1]
-    grad: Tensor = pullback(a.detach())[0]
-    return grad.detach()
+    with torch.enable_grad():
+        F = model.apply_flat(w, X)
+        if not F.requires_grad:  # F does not depend on w
+            return torch.zeros_like(w).detach()
+        (grad,) = torch.autograd.grad(F, w, a.detach().to(F), allow_unused=True)
+    return torch.zeros_like(w).detach() if grad is None else grad.detach()
 
 
 def kernel_matvec(model: Model, X: Tensor, v: Tensor, *, params: Tensor | None = None) -> Tensor:

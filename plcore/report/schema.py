@@ -304,3 +304,4 @@ class Report(_Section):
         description="what was differentiated (trainable) and what was frozen (options "
         "trainable / frozen)",
     )
+    timings: dict[str, float] = Field(default_factory=dict, description="stage -> wall seconds")

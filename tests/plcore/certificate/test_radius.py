@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from plcore.certificate.radius import (
     ProvenBeta,
     bound_form,
+    cannot_close,
     radius_grid,
     required_radius,
     search_radius,
@@ -257,3 +259,45 @@ def test_direct_proven_closure_solves_for_the_closing_radius_within_the_valid_ba
     assert radius == pytest.approx(required_radius(L, r, mu))
     assert proven_closure(lam, J, r, pb, rho_cap=thr.rho_star * 0.5) is None  # beyond the ball
     assert proven_closure(lam, J, thr.r_star * 1.001, pb, rho_cap=10.0) is None  # above r*
+
+
+@pytest.mark.parametrize(
+    ("L", "beta", "mu", "settled"),
+    [
+        (1.0, 0.0, 1.0, False),  # both forms close: keep probing (a new point may break it)
+        (1.0, 2.0, 0.2, True),  # neither form closes: no further point can change that
+        (5.0, 0.0, 1.0, False),  # the bound form with beta0 still closes
+    ],
+)
+def test_cannot_close_is_true_exactly_when_neither_estimated_form_closes(
+    L: float, beta: float, mu: float, settled: bool
+) -> None:
+    lam, J, r, h0, rho = 1.0, 1.0, 0.04, 0.0, 0.1
+    rule = cannot_close(lam, J, r, h0, rho)
+    beta_est = max(h0, beta)
+    L_eb, mu_eb = bound_form(lam, J, beta_est, rho)
+    closes_eb = required_radius(L_eb, r, mu_eb) <= rho
+    closes_raw = rho * beta_est <= 1.0 and required_radius(max(J, L), r, min(lam, mu)) <= rho
+    assert rule(L, beta, mu) == settled == (not closes_eb and not closes_raw)
+
+
+def test_probing_until_settled_gives_the_same_closure_as_full_probes() -> None:
+    lam, J, r = 1.0, 1.0, 0.05
+    grid = radius_grid(lam, J, r, 0.1, 6, 2.0)
+
+    def full(rho: float) -> FakeProbe:
+        return FakeProbe(J + rho, 0.1 + rho, lam - 2 * rho)
+
+    stops: list[float] = []
+
+    def until(rho: float, stop: Callable[[float, float, float], bool]) -> FakeProbe:
+        p = full(rho)
+        if stop(p.L_F_lower, p.beta_F_lower, p.mu_upper):
+            stops.append(rho)
+        return p
+
+    kw = dict(lambda0=lam, jac_norm=J, residual_norm=r, hessian_norm0=0.1, grid=grid)
+    a = search_radius(**kw, proven_beta=_no_proof, probe=full)  # type: ignore[arg-type]
+    b = search_radius(**kw, proven_beta=_no_proof, probe=full, probe_until=until)  # type: ignore[arg-type]
+    assert a.closure == b.closure and a.closure.closes
+    assert a.closure.rho not in stops  # the closing ball was never declared settled

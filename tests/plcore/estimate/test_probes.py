@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from plcore.errors import Cancelled, OptionsError
-from plcore.estimate.probes import probe_ball
+from plcore.estimate.probes import ProbeCache, probe_ball
+from plcore.hessian import brute_force_tensor_norm, dense_output_hessians
 from plcore.kernel import tangent_kernel
 from plcore.progress import Progress
 from tests.plcore.hessian.nets import tiny_data, tiny_mlp
@@ -81,7 +82,8 @@ def test_ball_can_be_centred_elsewhere() -> None:
     )
     K = tangent_kernel(MODEL, DATA.X, params=center)
     assert probe.records[0].lambda_min == pytest.approx(float(torch.linalg.eigvalsh(K)[0]))
-    assert [r.distance for r in probe.records[1:]] == pytest.approx([0.05, 0.1, 0.2])
+    # the boundary shell is probed first (a ball that cannot close is settled soonest)
+    assert sorted(r.distance for r in probe.records[1:]) == pytest.approx([0.05, 0.1, 0.2])
 
 
 def test_zero_radius_only_sees_the_centre() -> None:
@@ -112,7 +114,8 @@ def test_progress_is_reported_and_cancellation_stops_the_probe() -> None:
     )
     fractions = [f for f, _ in seen]
     assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
-    assert all(s == "probing ball rho=0.3" for _, s in seen)
+    assert all(s.split(":")[0] == "probing ball rho=0.3" for _, s in seen)
+    assert any(s.startswith("probing ball rho=0.3: hessian norm: restart") for _, s in seen)
     calls = 0
 
     def cancel_after_two() -> bool:
@@ -138,3 +141,37 @@ def test_invalid_arguments_are_rejected() -> None:
         probe_ball(MODEL, DATA, -1.0, generator=g)
     with pytest.raises(OptionsError, match="got -1, 2, 10, 1"):
         probe_ball(MODEL, DATA, 1.0, generator=g, n_sphere=-1)
+
+
+def test_a_shared_cache_reuses_inner_points_and_warm_starts_the_hessian() -> None:
+    cache = ProbeCache()
+    gen = torch.Generator().manual_seed(4)
+    small = probe_ball(MODEL, DATA, 0.2, generator=gen, n_sphere=2, n_adversarial=0, cache=cache)
+    big = probe_ball(MODEL, DATA, 0.4, generator=gen, n_sphere=2, n_adversarial=0, cache=cache)
+    # the small ball's centre and its shells at 0.2 and 0.1 count for the big ball (a shell at
+    # radius s is covered by points at distances in [s, 2 s]), so only its boundary is new
+    assert big.reused == len(small.records) == 7
+    new = big.records[big.reused :]
+    assert sorted(r.distance for r in new) == pytest.approx([0.4, 0.4])
+    assert all(r.distance <= 0.4 * (1 + 1e-12) for r in big.records)
+    assert big.beta_F_lower >= small.beta_F_lower and big.mu_upper <= small.mu_upper
+    # every warm-started value is still attained: a lower bound of the dense ||H_F(w)||
+    H = dense_output_hessians(MODEL, DATA.X)
+    brute = brute_force_tensor_norm(H, generator=torch.Generator().manual_seed(0), n_starts=8)
+    assert big.records[0].hessian_norm <= brute.value * (1 + 1e-9)
+    assert big.records[0].hessian_norm >= brute.value * (1 - 1e-4)
+
+
+def test_the_stop_rule_ends_probing_once_it_answers_true() -> None:
+    seen: list[tuple[float, float, float]] = []
+
+    def stop(L: float, beta: float, mu: float) -> bool:
+        seen.append((L, beta, mu))
+        return len(seen) == 2
+
+    probe = probe_ball(
+        MODEL, DATA, 0.3, generator=torch.Generator().manual_seed(5), n_sphere=3, stop=stop
+    )
+    assert probe.stopped_early and len(probe.records) == 2 and len(seen) == 2
+    L, beta, mu = seen[-1]
+    assert probe.L_F_lower == L and beta == probe.beta_F_lower and mu == probe.mu_upper

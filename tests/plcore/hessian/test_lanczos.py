@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import pytest
 import torch
 
+from plcore.errors import Cancelled
 from plcore.hessian.lanczos import top_abs_eigenpair
 
 
@@ -45,3 +47,31 @@ def test_reports_non_convergence_when_restarts_run_out() -> None:
 def test_zero_operator_gives_zero_and_converges() -> None:
     pair = top_abs_eigenpair(lambda v: 0.0 * v, torch.ones(7))
     assert pair.theta == 0.0 and pair.converged
+
+
+def test_the_check_runs_before_every_matvec_and_can_stop_the_solve() -> None:
+    A = _symmetric(torch.linspace(0.0, 1.0, 50), 6)
+    calls: list[int] = []
+    products: list[int] = []
+
+    def check() -> None:
+        calls.append(1)
+        if len(calls) == 7:
+            raise Cancelled("stop")
+
+    def matvec(v: torch.Tensor) -> torch.Tensor:
+        products.append(1)
+        return A @ v
+
+    with pytest.raises(Cancelled, match="stop"):
+        top_abs_eigenpair(matvec, torch.ones(50), krylov_dim=5, tol=1e-14, check=check)
+    assert len(products) == 6  # the 7th product never ran
+
+
+def test_one_cycle_solve_is_an_inexact_lower_estimate() -> None:
+    evals = torch.linspace(0.0, 1.0, 100)
+    A = _symmetric(evals, 7)
+    v0 = torch.randn(100, generator=torch.Generator().manual_seed(8))
+    pair = top_abs_eigenpair(lambda v: A @ v, v0, krylov_dim=4, tol=1e-14, max_restarts=0)
+    assert pair.matvecs == 4 and not pair.converged
+    assert 0.0 < pair.theta <= 1.0 + 1e-12  # a Ritz value never exceeds the top eigenvalue

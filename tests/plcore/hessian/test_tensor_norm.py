@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from plcore.errors import OptionsError
-from plcore.hessian.dense import dense_output_hessians
+from plcore.hessian.dense import brute_force_tensor_norm, dense_output_hessians
 from plcore.hessian.hvp import second_directional
 from plcore.hessian.tensor_norm import hessian_tensor_norm, max_output_hessian_norm
 from tests.plcore.hessian.nets import NETS, tiny_data, tiny_mlp, tiny_problem
@@ -103,3 +103,22 @@ def test_warm_start_from_the_top_output_hessian_dominates_max_output_norm(
     )
     assert res.restarts == 2  # the deterministic J^T 1 start plus the warm start
     assert res.value >= mo.value * (1 - 1e-9)
+
+
+def test_racing_starts_keeps_the_value_and_spends_fewer_products() -> None:
+    model, X = _problem([3, 6, 2], "tanh", 2)
+    H = dense_output_hessians(model, X)
+    brute = brute_force_tensor_norm(H, generator=torch.Generator().manual_seed(0), n_starts=16)
+    kw = dict(restarts=4, tol=1e-14, max_iter=12)
+    raced = hessian_tensor_norm(model, X, generator=torch.Generator().manual_seed(2), **kw)  # type: ignore[arg-type]
+    full = hessian_tensor_norm(
+        model,
+        X,
+        generator=torch.Generator().manual_seed(2),
+        race_iter=12,
+        **kw,  # type: ignore[arg-type]
+    )
+    assert raced.matvecs < full.matvecs and len(raced.values) == 4
+    assert raced.value == pytest.approx(brute.value, rel=1e-8)
+    assert full.value == pytest.approx(brute.value, rel=1e-8)
+    assert raced.value <= brute.value * (1 + 1e-9)
