@@ -137,6 +137,7 @@ app = make_celery(get_settings(), create_dirs=False)
 
 _janitor: Any = None
 _pool_concurrency = 1  # set in the main process at worker_init; pool children inherit it
+_threads_budgeted = False  # a solo / threads pool sets them at worker_init, once
 
 
 def pool_kind(pool_cls: Any) -> str:
@@ -151,7 +152,7 @@ def pool_kind(pool_cls: Any) -> str:
 @worker_init.connect
 def _budget_threads(sender: Any = None, **_: Any) -> None:
     """Remember the concurrency for the pool children; a solo / threads pool sets threads now."""
-    global _pool_concurrency
+    global _pool_concurrency, _threads_budgeted
     from service.threads import budget_torch_threads
 
     kind = pool_kind(getattr(sender, "pool_cls", "prefork"))
@@ -160,12 +161,20 @@ def _budget_threads(sender: Any = None, **_: Any) -> None:
     if kind != "prefork":
         override = get_settings().torch_threads
         budget_torch_threads(_pool_concurrency, override, role=f"worker ({kind} pool)")
+        _threads_budgeted = True
 
 
 @worker_process_init.connect
 def _budget_child_threads(**_: Any) -> None:
-    """A prefork pool child: torch threads = usable cores / concurrency (or the override)."""
+    """A prefork pool child: torch threads = usable cores / concurrency (or the override).
+
+    Celery's solo pool sends ``worker_process_init`` too, in the main process whose threads
+    ``_budget_threads`` already set: nothing to do there.
+    """
     from service.threads import budget_torch_threads
+
+    if _threads_budgeted:
+        return
 
     override = get_settings().torch_threads
     budget_torch_threads(_pool_concurrency, override, role="worker pool process")
