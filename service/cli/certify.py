@@ -25,6 +25,7 @@ from rich.console import Console
 
 from plcore.errors import InputError, NonDeterministicModelError, PlcertError, ResourceLimitError
 from service.cli import app
+from service.cli.options import FrozenOption, TrainableOption
 from service.cli.progress import stage_progress
 
 EXIT_OK = 0
@@ -156,23 +157,8 @@ def certify_command(
     weights: Annotated[
         Path | None, typer.Option(help="Weights for a JSON spec (.safetensors or .npz).")
     ] = None,
-    trainable: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--trainable",
-            metavar="PAT",
-            help="Train only these parameters: ONNX initializer names or spec parameter names, "
-            "glob patterns allowed (repeatable; default: the loader's choice).",
-        ),
-    ] = None,
-    frozen: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--frozen",
-            metavar="PAT",
-            help="Do not train these parameters (name or glob pattern, repeatable).",
-        ),
-    ] = None,
+    trainable: TrainableOption = None,
+    frozen: FrozenOption = None,
     target_columns: Annotated[
         str | None, typer.Option(help="CSV/npy target columns, comma separated: a,b.")
     ] = None,

@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 
 from service.cli import app
+from service.cli.options import FrozenOption, TrainableOption
 from service.cli.progress import stage_progress
 
 EXIT_OK = 0
@@ -63,23 +64,8 @@ def submit(
     weights: Annotated[
         Path | None, typer.Option(help="Weights (.safetensors/.npz) for a JSON spec.")
     ] = None,
-    trainable: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--trainable",
-            metavar="PAT",
-            help="Train only these parameters (name or glob pattern, repeatable); "
-            'sets options["trainable"].',
-        ),
-    ] = None,
-    frozen: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--frozen",
-            metavar="PAT",
-            help='Do not train these parameters (repeatable); sets options["frozen"].',
-        ),
-    ] = None,
+    trainable: TrainableOption = None,
+    frozen: FrozenOption = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job until it ends.")] = False,
     dry_run: Annotated[
         bool,

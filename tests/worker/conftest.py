@@ -40,6 +40,25 @@ def artifacts(settings: Settings) -> ArtifactStore:
     return ArtifactStore(settings.artifacts_dir)
 
 
+def make_slow_job(settings: Settings, options: dict[str, object]) -> tuple[JobStore, JobRecord]:
+    """A fresh job store under ``settings`` with one queued job of the e2e suite's slow spec."""
+    from tests.service.e2e_support import SLOW_DATA, SLOW_SPEC
+
+    settings.ensure_dirs()
+    store = JobStore(settings.resolved_database_url)
+    store.migrate()
+    artifacts = ArtifactStore(settings.artifacts_dir)
+    job = make_job(
+        store,
+        artifacts,
+        model=json.dumps(SLOW_SPEC).encode(),
+        data=json.dumps(SLOW_DATA).encode(),
+        options=options,
+        queue=settings.queue_cpu,
+    )
+    return store, job
+
+
 def make_job(
     store: JobStore,
     artifacts: ArtifactStore,

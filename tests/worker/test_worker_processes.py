@@ -6,48 +6,27 @@ fresh worker completes it exactly once. A job over the soft time limit fails wit
 
 from __future__ import annotations
 
-import json
 import signal
 from pathlib import Path
 
 import pytest
 
-from service.config import Settings, load_settings
+from service.config import load_settings
 from service.jobs_dispatch import enqueue
-from service.store.artifacts import ArtifactStore
-from service.store.jobs import JobRecord, JobStore
 from tests.service.e2e_support import (
     PLCERT,
-    SLOW_DATA,
     SLOW_OPTIONS,
-    SLOW_SPEC,
     Proc,
     base_env,
     jobs_claimed_in,
     processes,
     wait_until,
 )
+from tests.worker.conftest import make_slow_job
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 LEASE_S = 3.0
-
-
-def _slow_job(settings: Settings) -> tuple[JobStore, JobRecord]:
-    settings.ensure_dirs()
-    store = JobStore(settings.resolved_database_url)
-    store.migrate()
-    artifacts = ArtifactStore(settings.artifacts_dir)
-    job = store.create_job(
-        tenant="default",
-        model_ref=artifacts.put(json.dumps(SLOW_SPEC).encode(), suffix=".json"),
-        data_ref=artifacts.put(json.dumps(SLOW_DATA).encode(), suffix=".json"),
-        options=SLOW_OPTIONS,
-        model_format="json",
-        data_format="json",
-        queue=settings.queue_cpu,
-    )
-    return store, job
 
 
 def test_job_of_a_killed_worker_is_requeued_and_completed_once_by_a_fresh_worker(
@@ -55,7 +34,7 @@ def test_job_of_a_killed_worker_is_requeued_and_completed_once_by_a_fresh_worker
 ) -> None:
     data_dir = tmp_path / "data"
     settings = load_settings(data_dir=data_dir, lease_s=LEASE_S)
-    store, job = _slow_job(settings)
+    store, job = make_slow_job(settings, SLOW_OPTIONS)
     env = base_env(PLCERT_DATA_DIR=str(data_dir), PLCERT_LEASE_S=str(LEASE_S))
     argv = [*PLCERT, "worker", "--queues", settings.queue_cpu, "--pool", "prefork"]
 
@@ -94,7 +73,7 @@ def test_job_of_a_killed_worker_is_requeued_and_completed_once_by_a_fresh_worker
 def test_job_over_the_soft_time_limit_fails_with_a_time_limit_error(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     settings = load_settings(data_dir=data_dir, job_time_limit_s=1.0, job_hard_time_limit_s=60.0)
-    store, job = _slow_job(settings)
+    store, job = make_slow_job(settings, SLOW_OPTIONS)
     env = base_env(
         PLCERT_DATA_DIR=str(data_dir),
         PLCERT_JOB_TIME_LIMIT_S="1",

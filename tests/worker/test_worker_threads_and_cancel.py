@@ -7,7 +7,6 @@ cancel during a long stage must end the job as ``canceled`` within 2 s (plus thi
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from pathlib import Path
@@ -15,20 +14,17 @@ from typing import Any
 
 import pytest
 
-from service.config import Settings, load_settings
+from service.config import load_settings
 from service.jobs_dispatch import enqueue
-from service.store.artifacts import ArtifactStore
-from service.store.jobs import JobRecord, JobStore
 from service.threads import threads_per_process, usable_cores
 from tests.service.e2e_support import (
     PLCERT,
-    SLOW_DATA,
-    SLOW_SPEC,
     Proc,
     base_env,
     processes,
     wait_until,
 )
+from tests.worker.conftest import make_slow_job
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -39,31 +35,12 @@ THREADS_LINE = re.compile(
 CANCEL_LATENCY_S = 2.0
 POLL_S = 0.1
 
-# Stages whose loops check for cancellation often enough today, each with options that make
-# that stage long. The checking run checks every steps // 100 GD steps: 5000 steps of this
-# model take tens of seconds, checked every 50 steps (well under a second). The perf branch adds
-# checks inside the Lanczos, power-method and kernel-block loops; add "hessian norm",
-# "probing ball" and "width extrapolation" here (with options that make each long) then.
+# The worker's half of the latency (its cancel poll and the job's end), on a stage made long by
+# its options. That the core checks for cancellation inside every stage's loops is tested
+# in-process, stage by stage, in tests/plcore/test_cancellation.py.
 LONG_STAGE_OPTIONS: dict[str, dict[str, Any]] = {
     "checking run": {"budget": "fast", "validation_steps": 5_000},
 }
-
-
-def _job(settings: Settings, options: dict[str, Any]) -> tuple[JobStore, JobRecord]:
-    settings.ensure_dirs()
-    store = JobStore(settings.resolved_database_url)
-    store.migrate()
-    artifacts = ArtifactStore(settings.artifacts_dir)
-    job = store.create_job(
-        tenant="default",
-        model_ref=artifacts.put(json.dumps(SLOW_SPEC).encode(), suffix=".json"),
-        data_ref=artifacts.put(json.dumps(SLOW_DATA).encode(), suffix=".json"),
-        options=options,
-        model_format="json",
-        data_format="json",
-        queue=settings.queue_cpu,
-    )
-    return store, job
 
 
 @pytest.mark.parametrize(
@@ -96,7 +73,7 @@ def test_cancel_during_a_long_stage_ends_the_job_within_two_seconds(
 ) -> None:
     data_dir = tmp_path / "data"
     settings = load_settings(data_dir=data_dir)
-    store, job = _job(settings, LONG_STAGE_OPTIONS[stage])
+    store, job = make_slow_job(settings, LONG_STAGE_OPTIONS[stage])
     # One thread: the latency under test is the worker's, not CPU contention with other tests.
     env = base_env(PLCERT_DATA_DIR=str(data_dir), PLCERT_TORCH_THREADS="1")
     argv = [*PLCERT, "worker", "--queues", settings.queue_cpu, "--pool", "prefork"]
