@@ -57,6 +57,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@contextmanager
+def uvicorn_in_thread(app: Any) -> Iterator[str]:
+    """Serve ``app`` with uvicorn in a daemon thread on a free loopback port; yields its URL."""
+    import threading
+
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
 def base_env(**extra: str) -> dict[str, str]:
     """The environment of a child: this one, minus PLCERT_* settings, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLCERT_")}

@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from typer.testing import CliRunner
 
 from service.cli import app as cli
@@ -23,6 +21,7 @@ from tests.service.e2e_support import (
     free_port,
     tiny_npz_bytes,
     tiny_onnx_bytes,
+    uvicorn_in_thread,
 )
 from worker.tasks import run_job
 
@@ -53,19 +52,10 @@ def api_url(tmp_path: Path) -> Iterator[str]:
         threads.append((job.id, thread))
 
     app.state.dispatcher = run_in_thread
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}"
+        with uvicorn_in_thread(app) as url:
+            yield url
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         # No job thread may outlive the test (torch threads at interpreter exit abort it).
         for job_id, job_thread in threads:
             current = store.get_job(job_id)

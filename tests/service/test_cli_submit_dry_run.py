@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from typer.testing import CliRunner
 
@@ -18,7 +15,12 @@ from service.cli import app as cli
 from service.client import PlcertClient
 from service.config import load_settings
 from service.main import create_app
-from tests.service.e2e_support import TINY_DATA, TINY_SPEC, free_port, tiny_npz_bytes
+from tests.service.e2e_support import (
+    TINY_DATA,
+    TINY_SPEC,
+    tiny_npz_bytes,
+    uvicorn_in_thread,
+)
 
 runner = CliRunner()
 
@@ -26,19 +28,8 @@ runner = CliRunner()
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, FastAPI]]:
     app = create_app(load_settings(data_dir=tmp_path / "data", dispatch="none"))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}", app
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with uvicorn_in_thread(app) as url:
+        yield url, app
 
 
 def test_submit_dry_run_prints_the_estimate_and_queues_nothing(
