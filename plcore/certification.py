@@ -105,6 +105,7 @@ def certify(
         scan_limit=b.output_hessian_scan,
         tol=b.hessian_tol,
         krylov_dim=b.krylov_dim,
+        max_restarts=b.output_hessian_restarts,
         progress=progress.span(0.05, 0.06),
     )
     hn = hessian_tensor_norm(
@@ -114,6 +115,8 @@ def certify(
         restarts=b.power_restarts,
         tol=b.hessian_tol,
         max_iter=b.hessian_max_iter,
+        krylov_dim=b.power_krylov_dim,
+        race_iter=b.power_race_iter,
         warm_starts=() if mo.vector is None else (mo.vector,),
         progress=progress.span(0.06, 0.1),
     )
@@ -297,6 +300,7 @@ def _path_hessian_norm(ctx: Context, w: torch.Tensor, last_u: list[torch.Tensor]
         restarts=1,
         tol=1e-6,
         max_iter=ctx.budget.probe_hessian_max_iter,
+        krylov_dim=ctx.budget.power_krylov_dim,
         warm_starts=(last_u[0],),
         default_start=False,
         progress=Progress(should_cancel=ctx.progress.should_cancel),
@@ -324,6 +328,7 @@ def _search(ctx: Context, iq: InitialQuantities, hn: TensorNormResult) -> Radius
     cache = ProbeCache()
     cache.records.append((w0, ProbeRecord("center", 0.0, lam0, J0, h0)))
     cache.solved.append((w0, hn.u))
+    cache.results.append((w0, hn))
 
     def probe(rho: float, stop: StopRule | None = None) -> ProbeLike:
         # each ball reports within its own slice, so the overall fraction never goes back
@@ -345,6 +350,7 @@ def _search(ctx: Context, iq: InitialQuantities, hn: TensorNormResult) -> Radius
             cache=cache,
             stop=stop,
             hessian_max_iter=b.probe_hessian_max_iter,
+            hessian_krylov_dim=b.power_krylov_dim,
         )
 
     return search_radius(

@@ -24,11 +24,17 @@ class Budget:
         width_max_params: skip the width sweep when the model has more parameters than this.
         pilot_steps: GD steps of the short pilot run whose iterates are probed as "GD path".
         output_hessian_scan: outputs scanned for max_i ||Hess F_i(w0)|| (Lanczos each).
+        output_hessian_restarts: Lanczos restarts of the best scanned output (each scanned output
+            gets one cycle of krylov_dim products first; a lower bound whatever the count).
         hessian_tol: relative tolerance of the Hessian norm solvers.
         hessian_max_iter: outer iterations of the alternating power method.
         krylov_dim: Lanczos subspace size for max_i ||Hess F_i||.
         probe_hessian_max_iter: outer iterations of the power method at each probe point
             (warm-started from the nearest solved point; a lower estimate whatever the count).
+        power_krylov_dim: Hessian-vector products of each inner Lanczos cycle of the power
+            method (w0, probes, path checks).
+        power_race_iter: outer iterations every start of the power method at w0 gets before
+            only the best one goes on.
     """
 
     name: str
@@ -44,10 +50,13 @@ class Budget:
     width_max_params: int
     pilot_steps: int
     output_hessian_scan: int
+    output_hessian_restarts: int
     hessian_tol: float
     hessian_max_iter: int
     krylov_dim: int
     probe_hessian_max_iter: int
+    power_krylov_dim: int
+    power_race_iter: int
 
 
 BUDGETS: Final[dict[str, Budget]] = {
@@ -64,11 +73,14 @@ BUDGETS: Final[dict[str, Budget]] = {
         width_fractions=(0.25, 1.0),
         width_max_params=200_000,
         pilot_steps=2,
-        output_hessian_scan=16,
+        output_hessian_scan=8,
+        output_hessian_restarts=4,
         hessian_tol=1e-6,
         hessian_max_iter=6,
-        krylov_dim=20,
-        probe_hessian_max_iter=2,
+        krylov_dim=10,
+        probe_hessian_max_iter=1,
+        power_krylov_dim=8,
+        power_race_iter=1,
     ),
     "standard": Budget(
         name="standard",
@@ -83,11 +95,14 @@ BUDGETS: Final[dict[str, Budget]] = {
         width_fractions=(1 / 16, 0.25, 1.0),
         width_max_params=5_000_000,
         pilot_steps=8,
-        output_hessian_scan=32,
+        output_hessian_scan=16,
+        output_hessian_restarts=10,
         hessian_tol=1e-8,
         hessian_max_iter=25,
-        krylov_dim=30,
+        krylov_dim=20,
         probe_hessian_max_iter=4,
+        power_krylov_dim=10,
+        power_race_iter=2,
     ),
     "thorough": Budget(
         name="thorough",
@@ -103,10 +118,13 @@ BUDGETS: Final[dict[str, Budget]] = {
         width_max_params=50_000_000,
         pilot_steps=16,
         output_hessian_scan=128,
+        output_hessian_restarts=20,
         hessian_tol=1e-10,
         hessian_max_iter=300,
         krylov_dim=40,
         probe_hessian_max_iter=50,
+        power_krylov_dim=10,
+        power_race_iter=2,
     ),
 }
 

@@ -22,6 +22,7 @@ from plcore.estimate.rounding import evaluation_bound_refusal
 from plcore.estimate.spectral import InitialQuantities, certified_spectrum, initial_quantities
 from plcore.hessian import hessian_tensor_norm
 from plcore.kernel import tangent_kernel
+from plcore.kernel.extremes import kernel_extremes
 from plcore.models.base import Model
 from plcore.options import CertifyOptions
 from plcore.progress import Progress
@@ -72,11 +73,15 @@ class Context:
         )
 
     def spectrum(self, w: Tensor) -> tuple[float, float]:
-        """(lambda_min(K(w)), ||J(w)||_2) from eigvalsh (estimates up to rounding)."""
+        """(lambda_min(K(w)), ||J(w)||_2): estimates, from eigvalsh for small N and from one
+        Cholesky factorisation and Lanczos otherwise (:func:`kernel_extremes`, several times
+        cheaper than a full eigendecomposition at N in the thousands)."""
         K = tangent_kernel(self.model, self.X, self.options.kernel_method, params=w)
-        ev = torch.linalg.eigvalsh(K)
+        ex = kernel_extremes(K, generator=self.gen, check=self.progress.check)
+        # the extremes only place the shifts of the certified bounds (certified_spectrum_at)
+        ev = torch.tensor([ex.lambda_min_upper, ex.lambda_max_lower], dtype=torch.float64)
         self._last_kernel = (w, K, ev)
-        return max(float(ev[0]), 0.0), math.sqrt(max(float(ev[-1]), 0.0))
+        return max(ex.lambda_min_upper, 0.0), math.sqrt(max(ex.lambda_max_lower, 0.0))
 
     def certified_spectrum_at(self, w: Tensor) -> tuple[float, float, float | None]:
         """(lower bound of lambda_min(K(w)), upper bound of ||J(w)||_2, E_F >= ||F_computed(w) -

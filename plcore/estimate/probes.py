@@ -95,6 +95,8 @@ class ProbeCache:
     def __init__(self) -> None:
         self.records: list[tuple[Tensor, ProbeRecord]] = []
         self.solved: list[tuple[Tensor, Tensor]] = []
+        #: whole results by point: a point solved before (equal entries) is not solved again
+        self.results: list[tuple[Tensor, TensorNormResult]] = []
 
     def nearest_u(self, w: Tensor) -> Tensor | None:
         if not self.solved:
@@ -118,6 +120,7 @@ class _Evaluator:
         self.model, self.X, self.generator = model, X, generator
         self.kernel_method, self.hessian_restarts = kernel_method, hessian_restarts
         self.cache, self.max_iter, self.progress = cache, hessian_max_iter, progress
+        self.krylov_dim = 10
         self.kernels = 0
         self.hessians = 0
         self.stage = "probing ball"
@@ -132,6 +135,9 @@ class _Evaluator:
     def hessian(self, w: Tensor) -> TensorNormResult:
         """The power method at w, warm-started from the solution at the nearest solved point
         (then only that start, unless more restarts are asked for)."""
+        for p, known in self.cache.results:
+            if p is w or (p.shape == w.shape and torch.equal(p, w)):
+                return known
         self.hessians += 1
         warm = self.cache.nearest_u(w)
         res = hessian_tensor_norm(
@@ -142,12 +148,14 @@ class _Evaluator:
             restarts=self.hessian_restarts,
             tol=_HESSIAN_TOL,
             max_iter=self.max_iter,
+            krylov_dim=self.krylov_dim,
             warm_starts=() if warm is None else (warm,),
             default_start=warm is None,
             progress=self.progress,
             stage=f"{self.stage}: hessian norm",
         )
         self.cache.solved.append((w, res.u))
+        self.cache.results.append((w, res))
         return res
 
     def extremes(self, w: Tensor) -> KernelExtremes:
@@ -230,6 +238,7 @@ def probe_ball(
     cache: ProbeCache | None = None,
     stop: StopRule | None = None,
     hessian_max_iter: int = _HESSIAN_MAX_ITER,
+    hessian_krylov_dim: int = 10,
 ) -> BallProbe:
     """Evaluate lambda_min(K), ||J||_2 and ||H_F|| on points of B(w0, rho); one-sided estimates.
 
@@ -259,6 +268,7 @@ def probe_ball(
     ev = _Evaluator(
         model, X, generator, kernel_method, hessian_restarts, cache, hessian_max_iter, progress
     )
+    ev.krylov_dim = hessian_krylov_dim
     stage = f"probing ball rho={rho:.3g}"
     ev.stage = stage
     inside = [p for p in path if float((p.to(w0) - w0).norm()) <= rho * (1 + 1e-12)]

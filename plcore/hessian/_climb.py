@@ -11,7 +11,7 @@ from functools import partial
 import torch
 from torch import Tensor
 
-from plcore.hessian.hvp import output_hvp, second_directional
+from plcore.hessian.hvp import output_hvp_at, second_directional_at
 from plcore.hessian.lanczos import top_abs_eigenpair
 from plcore.models.base import Model
 from plcore.progress import Progress
@@ -21,7 +21,7 @@ KICK = 0.1
 
 
 def hvp_at(model: Model, X: Tensor, w: Tensor, a: Tensor, v: Tensor) -> Tensor:
-    return output_hvp(model, X, a, v, params=w)
+    return output_hvp_at(model, X, w, a, v)
 
 
 def unit(v: Tensor) -> Tensor:
@@ -55,14 +55,14 @@ def extrapolate(
     """
     if float(v @ u) < 0:  # eigenvectors have no sign; H_F[u, u] is even in u
         v = -v
-    s = second_directional(model, X, v, params=w)
+    s = second_directional_at(model, X, w, v)
     best = (v, s, float(s.norm()))
     d = v - u
     g = 2.0
     while g <= 64.0 and float(d.norm()) > 0:
         prog.check()
         ut = unit(u + g * d)
-        st = second_directional(model, X, ut, params=w)
+        st = second_directional_at(model, X, w, ut)
         nt = float(st.norm())
         if nt <= best[2]:
             break
@@ -89,7 +89,7 @@ class Climb:
         self.model, self.X, self.w, self.label = model, X, w, label
         self.generator, self.tol, self.krylov_dim = generator, tol, krylov_dim
         self.u = u0
-        self.s = second_directional(model, X, u0, params=w)
+        self.s = second_directional_at(model, X, w, u0)
         self.ns = float(self.s.norm())
         self.prev, self.rel, self.res_rel = -1.0, 1.0, 1.0
         self.converged = self.finished = False

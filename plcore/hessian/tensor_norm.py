@@ -22,7 +22,7 @@ from torch import Tensor
 from plcore.errors import OptionsError
 from plcore.hessian._climb import Climb, Ticker, hvp_at, unit
 from plcore.hessian.hvp import _n_outputs, second_directional
-from plcore.hessian.lanczos import top_abs_eigenpair
+from plcore.hessian.lanczos import EigenPair, top_abs_eigenpair
 from plcore.kernel import vjp
 from plcore.kernel._checks import resolve_params
 from plcore.models.base import Model
@@ -158,8 +158,9 @@ def hessian_tensor_norm(
     caller's ``warm_starts`` (e.g. the top eigenvector of the output Hessian of largest norm,
     which makes the result >= max_i ||Hess F_i||, or the solution at a nearby point) and seeded
     random starts up to ``restarts`` in all. They race: every start climbs ``race_iter``
-    iterations, then only the one with the best value so far continues, up to ``max_iter``
-    (``values`` holds what each start reached; ``iterations`` counts the best one's).
+    iterations, then the one with the best value so far continues, up to ``max_iter``; when it
+    converges before that, the next best takes its remaining iterations (``values`` holds what
+    each start reached; ``iterations`` counts the best one's).
 
     The returned value is ||H_F[u, u]|| at the best unit u ever visited (every outer iteration
     evaluates one): a feasible point, hence a LOWER bound of the true sup
@@ -190,9 +191,13 @@ def hessian_tensor_norm(
         for c in climbs:
             if not c.finished:
                 advance(c)
-    leader = max(climbs, key=lambda c: c.top_ns)
-    while not leader.finished and leader.iterations < max_iter:
-        advance(leader)
+    # best-first: the best start that can still move goes on, until the iterations are spent (a
+    # leader that converges early to a local maximum hands its remaining budget to the next)
+    while done < total:
+        moving = [c for c in climbs if not c.finished and c.iterations < max_iter]
+        if not moving:
+            break
+        advance(max(moving, key=lambda c: c.top_ns))
     prog.step(1.0, f"{stage}: done")
     values = [c.top_ns for c in climbs]
     top = max(values)
@@ -220,6 +225,7 @@ def max_output_hessian_norm(
     n_probe: int = 4,
     tol: float = 1e-10,
     krylov_dim: int = 40,
+    max_restarts: int = 20,
     progress: Progress | None = None,
     stage: str = "hessian norm",
 ) -> OutputHessianNormResult:
@@ -233,7 +239,11 @@ def max_output_hessian_norm(
     All N outputs are scanned when N <= ``scan_limit`` (``exhaustive=True``). Otherwise the
     ``scan_limit`` outputs with the largest max_j |u_j^T Hess(F_i) u_j| over ``n_probe`` random
     unit u_j (one :func:`second_directional` pass each) are scanned, and the result is a lower
-    bound (``exhaustive=False``). ``progress`` gets "STAGE: output s/S" and is checked for
+    bound (``exhaustive=False``). Every scanned output gets one Lanczos cycle of ``krylov_dim``
+    products; the output with the largest Ritz value then gets up to ``max_restarts`` restarts
+    from its Ritz vector. A Ritz value is a Rayleigh quotient of a unit vector, so ``value``
+    stays a lower bound even unconverged (``converged`` says whether every solve converged).
+    ``progress`` gets "STAGE: output s/S" and is checked for
     cancellation before every Hessian-vector product.
     """
     if scan_limit < 1 or n_probe < 1:
@@ -250,36 +260,44 @@ def max_output_hessian_norm(
             u = unit(torch.randn(m, generator=generator, dtype=torch.float64).to(w.device))
             score = torch.maximum(score, second_directional(model, X, u, params=w).abs())
         candidates = [int(i) for i in torch.argsort(score, descending=True)[:scan_limit]]
-    best_value, best_index = -1.0, -1
-    best_vector: Tensor | None = None
-    converged = True
-    iterations = 0
     S = len(candidates)
-    for done, i in enumerate(candidates):
-        label = f"{stage}: output {done + 1}/{S}"
-        prog.step(done / S, label)
+
+    def solve(i: int, v0: Tensor, restarts: int, lo: float, hi: float, label: str) -> EigenPair:
         j, c = divmod(i, k)
         e = torch.zeros(k, dtype=w.dtype, device=w.device)
         e[c] = 1.0
-        v0 = unit(torch.randn(m, generator=generator, dtype=torch.float64).to(w.device))
-        check = Ticker(prog, done / S, (done + 1) / S, label, 4 * krylov_dim)
-        pair = top_abs_eigenpair(
+        return top_abs_eigenpair(
             partial(hvp_at, model, X[j : j + 1], w, e),
             v0,
             krylov_dim=krylov_dim,
             tol=tol,
-            check=check,
+            max_restarts=restarts,
+            check=Ticker(prog, lo, hi, label, (restarts + 1) * krylov_dim),
         )
-        iterations += pair.matvecs
-        converged = converged and pair.converged
-        if abs(pair.theta) > best_value:
-            best_value, best_index, best_vector = abs(pair.theta), i, pair.vector
+
+    # one Lanczos cycle per scanned output, then restarts for the best one only
+    pairs: list[EigenPair] = []
+    for done, i in enumerate(candidates):
+        label = f"{stage}: output {done + 1}/{S}"
+        prog.step(0.8 * done / S, label)
+        v0 = unit(torch.randn(m, generator=generator, dtype=torch.float64).to(w.device))
+        pairs.append(solve(i, v0, 0, 0.8 * done / S, 0.8 * (done + 1) / S, label))
+    top = max(range(S), key=lambda s: abs(pairs[s].theta))
+    first = pairs[top]
+    iterations = sum(p.matvecs for p in pairs)
+    best = first
+    if not first.converged and max_restarts > 0:
+        best = solve(candidates[top], first.vector, max_restarts - 1, 0.8, 1.0, f"{stage}: refine")
+        iterations += best.matvecs
+        if abs(best.theta) < abs(first.theta):  # never below the first cycle's Ritz value
+            best = first
+    converged = best.converged and all(p.converged for s, p in enumerate(pairs) if s != top)
     return OutputHessianNormResult(
-        value=best_value,
-        index=best_index,
+        value=abs(best.theta),
+        index=candidates[top],
         converged=converged,
         iterations=iterations,
         exhaustive=len(candidates) == n_out,
         scanned=len(candidates),
-        vector=best_vector,
+        vector=best.vector,
     )

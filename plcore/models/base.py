@@ -73,15 +73,16 @@ class Model:
 
     def unflatten(self, w: Tensor) -> dict[str, Tensor]:
         """Split a flat vector w (length m) into a name -> tensor dict shaped like the params."""
-        out: dict[str, Tensor] = {}
-        offset = 0
-        for name, p in self.named_params().items():
-            n = p.numel()
-            out[name] = w[offset : offset + n].reshape(p.shape)
-            offset += n
-        if offset != w.numel():
-            raise ValueError(f"flat vector has {w.numel()} entries, the model has {offset}")
-        return out
+        named = self.named_params()
+        sizes = [p.numel() for p in named.values()]
+        if sum(sizes) != w.numel():
+            raise ValueError(f"flat vector has {w.numel()} entries, the model has {sum(sizes)}")
+        # one split (its backward is one concatenation) instead of one slice per parameter
+        # (each slice's backward fills a zero vector of length m: 25% of a gradient on C2)
+        return {
+            name: piece.reshape(p.shape)
+            for (name, p), piece in zip(named.items(), torch.split(w, sizes), strict=True)
+        }
 
     def apply(self, params: Mapping[str, Tensor], X: Tensor) -> Tensor:
         """f(w; X) with the given parameters, shape (n, k). Buffers are the module's own."""
