@@ -33,11 +33,25 @@ class Workload:
 
 
 def _digits(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first n scikit-learn digits (1,797 ship with it), scaled to [0, 1]; beyond 1,797 the
+    images are repeated shifted by one pixel (right, down, left, up, in turn, zero-filled)."""
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    X = (d.data[:n] / 16.0).astype(np.float64)
-    return X, d.target[:n].astype(np.int64)
+    base = (d.data / 16.0).astype(np.float64).reshape(-1, 8, 8)
+    images, labels = [base], [d.target]
+    for dy, dx in ((0, 1), (1, 0), (0, -1), (-1, 0)):
+        if sum(len(b) for b in images) >= n:
+            break
+        shifted = np.zeros_like(base)
+        src = base[:, max(-dy, 0) : 8 - max(dy, 0), max(-dx, 0) : 8 - max(dx, 0)]
+        shifted[:, max(dy, 0) : 8 - max(-dy, 0), max(dx, 0) : 8 - max(-dx, 0)] = src
+        images.append(shifted)
+        labels.append(d.target)
+    X = np.concatenate(images)[:n].reshape(-1, 64)
+    if X.shape[0] < n:
+        raise ValueError(f"at most {X.shape[0]} digits (with shifts), asked for {n}")
+    return X, np.concatenate(labels)[:n].astype(np.int64)
 
 
 def _one_hot(labels: np.ndarray, k: int = 10) -> np.ndarray:
@@ -160,6 +174,8 @@ def c4() -> Workload:
 BUILDERS = {
     "C1-128": lambda: c1(128),
     "C1-512": lambda: c1(512),
+    # N = 40,960 > m = 9,930: under-parameterized, the parameter-space Gram J^T J replaces K
+    "C1-4096": lambda: c1(4096),
     "C2": lambda: c2(512),
     "C3": lambda: c3(256),
     "C4": c4,

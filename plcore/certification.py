@@ -90,7 +90,9 @@ def certify(
         model, data, data.X, data.y.reshape(-1), options, get_budget(options.budget), gen, progress
     )
     progress.step(0.0, "initial quantities")
-    iq = initial_quantities(model, data, kernel_method=options.kernel_method)
+    iq = initial_quantities(
+        model, data, kernel_method=options.kernel_method, progress=progress.span(0.0, 0.05)
+    )
     n, k, m = data.n_samples, model.output_dim, model.n_params
     reasons: list[str] = V.model_notes(model, data.y)
     if n * k > m:

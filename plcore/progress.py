@@ -13,10 +13,21 @@ and a new step as progress within the stage.
 
 from __future__ import annotations
 
+import math
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
+
+import torch
 
 from plcore.errors import Cancelled
+
+T = TypeVar("T")
+
+BLOCKING_POLL_S = 0.1
+"""How often :meth:`Progress.run_blocking` checks for cancellation while a native call runs."""
 
 ProgressCallback = Callable[[float, str], None]
 CancelCheck = Callable[[], bool]
@@ -65,3 +76,40 @@ class Progress:
             self.start + width * start,
             self.start + width * end,
         )
+
+    def run_blocking(self, fn: Callable[[], T], stage: str, expected_s: float = 5.0) -> T:
+        """``fn()`` (one long native call: a kernel assembly, an eigendecomposition, a Cholesky
+        factorisation) in a helper thread, while this thread checks for cancellation every
+        :data:`BLOCKING_POLL_S` and moves the fraction towards the end of the span
+        (1 - exp(-t / expected_s)), reporting ``stage`` with the seconds elapsed.
+
+        On cancellation :class:`Cancelled` is raised at once and the helper thread is abandoned:
+        LAPACK cannot be interrupted, so it finishes its call in the background and its result is
+        dropped. Autograd's grad mode (thread-local) is carried into the helper thread.
+        """
+        if self.should_cancel is None and self.on_progress is None:
+            return fn()
+        self.check()
+        box: dict[str, object] = {}
+        grad = torch.is_grad_enabled()
+
+        def target() -> None:
+            try:
+                with torch.set_grad_enabled(grad):
+                    box["value"] = fn()
+            except BaseException as e:  # re-raised in the calling thread
+                box["error"] = e
+
+        thread = threading.Thread(target=target, name="plcore-blocking", daemon=True)
+        start = time.monotonic()
+        thread.start()
+        while True:
+            thread.join(BLOCKING_POLL_S)
+            if not thread.is_alive():
+                break
+            elapsed = time.monotonic() - start
+            fraction = 1.0 - math.exp(-elapsed / max(expected_s, 1e-3))
+            self.step(fraction, f"{stage} ({elapsed:.0f} s)")
+        if "error" in box:
+            raise box["error"]  # type: ignore[misc]
+        return box["value"]  # type: ignore[return-value]

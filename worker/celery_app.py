@@ -162,6 +162,7 @@ def _budget_threads(sender: Any = None, **_: Any) -> None:
         override = get_settings().torch_threads
         budget_torch_threads(_pool_concurrency, override, role=f"worker ({kind} pool)")
         _threads_budgeted = True
+        _warm_autodiff()  # the jobs run in this process
 
 
 @worker_process_init.connect
@@ -178,6 +179,21 @@ def _budget_child_threads(**_: Any) -> None:
 
     override = get_settings().torch_threads
     budget_torch_threads(_pool_concurrency, override, role="worker pool process")
+
+
+_autodiff_warm = False
+
+
+@worker_process_init.connect
+def _warm_autodiff(**_: Any) -> None:
+    """Pay the lazy imports of the first second-order pass (1-3 s, not interruptible) before the
+    first job (:func:`plcore.hessian.hvp.warm_up`); the solo pool sends this signal as well."""
+    global _autodiff_warm
+    from plcore.hessian.hvp import warm_up
+
+    if not _autodiff_warm:
+        warm_up()
+        _autodiff_warm = True
 
 
 @worker_init.connect

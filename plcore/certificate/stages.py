@@ -76,8 +76,14 @@ class Context:
         """(lambda_min(K(w)), ||J(w)||_2): estimates, from eigvalsh for small N and from one
         Cholesky factorisation and Lanczos otherwise (:func:`kernel_extremes`, several times
         cheaper than a full eigendecomposition at N in the thousands)."""
-        K = tangent_kernel(self.model, self.X, self.options.kernel_method, params=w)
-        ex = kernel_extremes(K, generator=self.gen, check=self.progress.check)
+        p = Progress(should_cancel=self.progress.should_cancel)
+        K = p.run_blocking(
+            lambda: tangent_kernel(self.model, self.X, self.options.kernel_method, params=w),
+            "tangent kernel",
+        )
+        ex = p.run_blocking(
+            lambda: kernel_extremes(K, generator=self.gen, check=p.check), "kernel extremes"
+        )
         # the extremes only place the shifts of the certified bounds (certified_spectrum_at)
         ev = torch.tensor([ex.lambda_min_upper, ex.lambda_max_lower], dtype=torch.float64)
         self._last_kernel = (w, K, ev)
@@ -93,7 +99,9 @@ class Context:
         else:
             K = tangent_kernel(self.model, self.X, self.options.kernel_method, params=w)
             ev = None
-        cert = certified_spectrum(K, self.model, ev, X=self.X, params=w)
+        cert = Progress(should_cancel=self.progress.should_cancel).run_blocking(
+            lambda: certified_spectrum(K, self.model, ev, X=self.X, params=w), "certified bounds"
+        )
         f_err = None if cert.evaluation is None else cert.evaluation.output
         return cert.lambda_min_lower, cert.jacobian_norm_upper, f_err
 

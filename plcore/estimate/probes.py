@@ -121,16 +121,10 @@ class _Evaluator:
         self.kernel_method, self.hessian_restarts = kernel_method, hessian_restarts
         self.cache, self.max_iter, self.progress = cache, hessian_max_iter, progress
         self.krylov_dim = 10
+        self._extremes: list[tuple[Tensor, KernelExtremes]] = []
         self.kernels = 0
         self.hessians = 0
         self.stage = "probing ball"
-
-    def spectrum(self, w: Tensor) -> tuple[Tensor, Tensor]:
-        self.kernels += 1
-        K = tangent_kernel(self.model, self.X, self.kernel_method, params=w)
-        self.progress.check()
-        evals, evecs = torch.linalg.eigh(K)
-        return evals, evecs
 
     def hessian(self, w: Tensor) -> TensorNormResult:
         """The power method at w, warm-started from the solution at the nearest solved point
@@ -160,10 +154,24 @@ class _Evaluator:
 
     def extremes(self, w: Tensor) -> KernelExtremes:
         """lambda_min (upper) and lambda_max (lower) of K(w) by Cholesky + Lanczos: one-sided
-        in the direction the probe estimates need (:mod:`plcore.kernel.extremes`)."""
+        in the direction the probe estimates need (:mod:`plcore.kernel.extremes`); a point
+        evaluated before (equal entries, e.g. the best point of a descent) is not evaluated
+        again. The kernel assembly and the factorisation poll for cancellation as they run."""
+        for p, known in self._extremes:
+            if p is w or (p.shape == w.shape and torch.equal(p, w)):
+                return known
         self.kernels += 1
-        K = tangent_kernel(self.model, self.X, self.kernel_method, params=w)
-        return kernel_extremes(K, generator=self.generator, check=self.progress.check)
+        prog = self.progress
+        K = prog.run_blocking(
+            lambda: tangent_kernel(self.model, self.X, self.kernel_method, params=w),
+            f"{self.stage}: tangent kernel",
+        )
+        ex = prog.run_blocking(
+            lambda: kernel_extremes(K, generator=self.generator, check=prog.check),
+            f"{self.stage}: kernel extremes",
+        )
+        self._extremes.append((w, ex))
+        return ex
 
     def record(
         self, source: ProbeSource, w: Tensor, w0: Tensor, hessian: float | None = None
@@ -378,13 +386,13 @@ def _adversarial(
         best_w, best_l = w, math.inf
         for it in range(adversarial_steps + 1):
             ev.progress = sub()
-            evals, evecs = ev.spectrum(w)
-            if float(evals[0]) < best_l:
-                best_w, best_l = w, float(evals[0])
+            ex = ev.extremes(w)
+            if ex.lambda_min_upper < best_l:
+                best_w, best_l = w, ex.lambda_min_upper
             tick()
-            if it == adversarial_steps or rho == 0:
+            if it == adversarial_steps or rho == 0 or ex.min_vector is None:
                 continue
-            g = _lambda_min_gradient(model, X, w, evecs[:, 0])
+            g = _lambda_min_gradient(model, X, w, ex.min_vector)
             gn = float(g.norm())
             if gn == 0.0:
                 continue

@@ -28,9 +28,17 @@ from plcore.estimate.rounding import (
     evaluation_bound_refusal,
     evaluation_error_bound,
 )
-from plcore.kernel import KernelMethod, outputs, resolve_kernel_method, tangent_kernel
+from plcore.kernel import (
+    KernelMethod,
+    outputs,
+    parameter_gram,
+    resolve_kernel_method,
+    tangent_kernel,
+)
+from plcore.kernel.parameter_gram import gram_accumulation_length
 from plcore.models.base import Model
 from plcore.models.layers import Activation, Dense
+from plcore.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -177,6 +185,7 @@ def initial_quantities(
     *,
     params: Tensor | None = None,
     kernel_method: KernelMethod | str = "auto",
+    progress: Progress | None = None,
 ) -> InitialQuantities:
     """r0 = F(w) - y, L = 1/2 ||r0||^2 and the spectrum of K(w) = J J^T (THEORY.md sections 1-4).
 
@@ -189,16 +198,28 @@ def initial_quantities(
             f"y has shape {tuple(y.shape)}, expected ({X.shape[0]}, {model.output_dim}) "
             f"for {X.shape[0]} samples and k={model.output_dim} outputs"
         )
+    prog = progress or Progress()
     F0 = outputs(model, X, params=params)
     r0 = F0 - y.to(F0).reshape(-1)
-    K = tangent_kernel(model, X, kernel_method, params=params)
-    eigenvalues = kernel_spectrum(K)
+    if r0.numel() > model.n_params:
+        return _underparameterized(model, X, r0, params, prog)
+    # each long native call runs with cancellation polled beside it (Progress.run_blocking)
+    K = prog.span(0.0, 0.4).run_blocking(
+        lambda: tangent_kernel(model, X, kernel_method, params=params),
+        "initial quantities: tangent kernel",
+    )
+    eigenvalues = prog.span(0.4, 0.8).run_blocking(
+        lambda: kernel_spectrum(K), f"initial quantities: eigenvalues of K (N = {K.shape[0]})"
+    )
     raw_min = float(eigenvalues[0])
     lam_min = max(raw_min, 0.0)
     lam_max = max(float(eigenvalues[-1]), 0.0)
     residual_norm = float(r0.norm())
     method = resolve_kernel_method(model, kernel_method).value
-    cert = certified_spectrum(K, model, eigenvalues, X=X, params=params)
+    cert = prog.span(0.8, 1.0).run_blocking(
+        lambda: certified_spectrum(K, model, eigenvalues, X=X, params=params),
+        "initial quantities: certified bounds",
+    )
     return InitialQuantities(
         r0=r0,
         loss=0.5 * residual_norm**2,
@@ -218,4 +239,59 @@ def initial_quantities(
         jacobian_norm_upper=cert.jacobian_norm_upper,
         residual_norm_upper=cert.residual_norm_upper(r0),
         lower_bound_method=cert.method,
+    )
+
+
+def _underparameterized(
+    model: Model, X: Tensor, r0: Tensor, params: Tensor | None, prog: Progress
+) -> InitialQuantities:
+    """N > m: K = J J^T has rank <= m < N, so lambda_min(K) = 0 EXACTLY (a rank argument, no
+    rounding involved) and the nonzero spectrum of K is that of G = J^T J (m x m,
+    :func:`plcore.kernel.parameter_gram`), assembled from chunks of Jacobian rows: K itself is
+    never formed. The eigenvalues reported are G's with N - m zeros in front (K's spectrum).
+    ||J||_2 <= sqrt of the certified upper bound of lambda_max(G) (the same shifted Cholesky
+    with the Gram rounding of G's accumulation length), plus E_J."""
+    N, m = r0.numel(), model.n_params
+    n, k = int(X.shape[0]), model.output_dim
+    G = prog.span(0.0, 0.6).run_blocking(
+        lambda: parameter_gram(model, X, params=params, check=prog.check),
+        f"initial quantities: parameter Gram J^T J (N = {N} > m = {m})",
+    )
+    evG = prog.span(0.6, 0.8).run_blocking(
+        lambda: kernel_spectrum(G), f"initial quantities: eigenvalues of J^T J (m = {m})"
+    )
+    lam_max = max(float(evG[-1]), 0.0)
+    eigenvalues = torch.cat([torch.zeros(N - m, dtype=evG.dtype, device=evG.device), evG])
+    M = gram_accumulation_length(n, k, m)
+    hi = prog.span(0.8, 1.0).run_blocking(
+        lambda: certified_lambda_max_upper(G, accumulation=M, estimate=lam_max),
+        "initial quantities: certified bounds",
+    )
+    method = f"N > m: lambda_min(K) = 0 by rank; lambda_max from J^T J ({hi.method})"
+    ev = evaluation_error_bound(model, X, params=params)
+    J_up = math.inf
+    if ev is not None:
+        J_up = corrected_upper(sqrt_up(hi.value), ev.jacobian_fro)
+        method += f"; evaluation of J and F: {ev.method}, E_J = {ev.jacobian_fro:.3g}"
+    cert = CertifiedSpectrum(0.0, J_up, method, ev)
+    residual_norm = float(r0.norm())
+    return InitialQuantities(
+        r0=r0,
+        loss=0.5 * residual_norm**2,
+        residual_norm=residual_norm,
+        eigenvalues=eigenvalues,
+        lambda_min=0.0,
+        lambda_min_raw=0.0,
+        lambda_max=lam_max,
+        condition_number=math.inf,
+        jacobian_norm=math.sqrt(lam_max),
+        n_samples=n,
+        n_outputs=k,
+        N=N,
+        m=m,
+        kernel_method="parameter-gram",
+        lambda_min_lower=0.0,
+        jacobian_norm_upper=J_up,
+        residual_norm_upper=cert.residual_norm_upper(r0),
+        lower_bound_method=method,
     )

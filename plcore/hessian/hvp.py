@@ -131,3 +131,22 @@ def _forward_over_forward(F: FlatMap, w: Tensor, u: Tensor) -> Tensor:
 
     with torch.no_grad():
         return jvp(ju, (w,), (u,))[1].detach()
+
+
+def warm_up() -> None:
+    """Run each kind of second-order pass once on a two-parameter function.
+
+    The first forward-mode transform of a process imports torch._dynamo and the first double
+    backward imports sympy: 1-3 s that no cancellation check can interrupt. A worker calls this
+    when it starts, so that its first job's stages stay cancellable within their limits.
+    """
+    w = torch.ones(2, dtype=torch.float64)
+
+    def F(v: Tensor) -> Tensor:
+        return torch.tanh(v * v)
+
+    _forward_over_forward(F, w, w)
+    wg = w.clone().requires_grad_(True)
+    with torch.enable_grad():
+        (g,) = torch.autograd.grad(F(wg).sum(), wg, create_graph=True)
+        torch.autograd.grad(g, wg, w)

@@ -9,6 +9,8 @@ output c of sample i); J = DF(w) is N x m; K = J J^T is N x N; everything float6
 * :func:`resolve_kernel_method` / :func:`kernel_method_choice` - what ``"auto"`` runs, and why.
 * :func:`outputs`, :func:`jvp`, :func:`vjp`, :func:`kernel_matvec`, :func:`jacobian` -
   F(w), J u, J^T a, K v and the dense J (:mod:`~plcore.kernel.matvec`).
+* :func:`parameter_gram` - G(w) = J^T J (m x m), whose nonzero spectrum is K's: what an
+  under-parameterized problem (N > m) computes instead of K.
 * :func:`infinite_width_ntk` - the closed-form infinite-width NTK of an NTK-parameterized MLP
   (erf, relu), the limit that K(w0) approaches as the widths grow.
 """
@@ -22,6 +24,7 @@ from plcore.kernel.methods import (
     kernel_method_choice,
     resolve_kernel_method,
 )
+from plcore.kernel.parameter_gram import parameter_gram
 from plcore.kernel.tangent import tangent_kernel
 
 __all__ = [
@@ -34,6 +37,7 @@ __all__ = [
     "kernel_matvec",
     "kernel_method_choice",
     "outputs",
+    "parameter_gram",
     "resolve_kernel_method",
     "tangent_kernel",
     "vjp",

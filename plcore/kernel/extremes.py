@@ -28,12 +28,14 @@ from plcore.hessian.lanczos import Check, top_abs_eigenpair
 class KernelExtremes:
     """lambda_min_upper >= lambda_min(K), lambda_max_lower <= lambda_max(K) (Rayleigh quotients);
     method: ``"cholesky-lanczos"`` or ``"eigvalsh"`` (K not numerically positive definite, or
-    small); converged: both Lanczos solves met their tolerance (always True for eigvalsh)."""
+    small); converged: both Lanczos solves met their tolerance (always True for eigvalsh);
+    min_vector: the unit vector whose Rayleigh quotient is ``lambda_min_upper``."""
 
     lambda_min_upper: float
     lambda_max_lower: float
     method: str
     converged: bool
+    min_vector: Tensor | None = None
 
 
 def kernel_extremes(
@@ -67,9 +69,11 @@ def kernel_extremes(
     big = top_abs_eigenpair(lambda v: K @ v, v0, krylov_dim=krylov_dim, tol=tol, check=check)
     lo = float(small.vector @ (K @ small.vector))
     hi = float(big.vector @ (K @ big.vector))
-    return KernelExtremes(lo, hi, "cholesky-lanczos", small.converged and big.converged)
+    return KernelExtremes(
+        lo, hi, "cholesky-lanczos", small.converged and big.converged, small.vector
+    )
 
 
 def _dense(K: Tensor) -> KernelExtremes:
-    ev = torch.linalg.eigvalsh(K)
-    return KernelExtremes(float(ev[0]), float(ev[-1]), "eigvalsh", True)
+    ev, vecs = torch.linalg.eigh(K)
+    return KernelExtremes(float(ev[0]), float(ev[-1]), "eigvalsh", True, vecs[:, 0])

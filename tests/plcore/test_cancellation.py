@@ -24,6 +24,7 @@ from plcore import CertifyOptions, certify
 from plcore.certificate.timings import StageClock
 from plcore.errors import Cancelled
 from plcore.hessian import output_hvp
+from plcore.hessian.hvp import warm_up
 from plcore.kernel import vjp
 from plcore.models.spec import load_spec_model
 from tests.plcore.certify_cases import unit_sphere_data
@@ -48,6 +49,7 @@ def _warm_process() -> None:
     output_hvp(model, X, torch.ones(1, dtype=torch.float64), w)
     vjp(model, X, torch.ones(1, dtype=torch.float64), params=w)
     torch.func.jvp(lambda v: model.apply_flat(v, X), (w,), (w,))
+    warm_up()
 
 
 LIMIT_S = 2.0

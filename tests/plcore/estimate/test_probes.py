@@ -46,8 +46,9 @@ def test_records_estimates_and_evaluation_counts() -> None:
     assert probe.L_F_lower == max(r.jacobian_norm for r in probe.records)
     assert probe.beta_F_lower == max(r.hessian_norm for r in probe.records)
     assert probe.mu_upper == min(r.lambda_min for r in probe.records)
-    # 1 centre + 6 sphere + 1 path + 1 final per adversarial run, + (steps + 1) per descent run
-    assert probe.kernel_evaluations == 1 + 6 + 1 + 2 + 4
+    # kernels: centre + 6 sphere + 1 path + the ascent's best point + the descent's 3 steps
+    # after its start (it starts at the centre and ends on one of its own points: both known)
+    assert probe.kernel_evaluations == 1 + 6 + 1 + 1 + 3
     # Hessian solves: centre + 6 sphere + 1 path + ascent steps + descent's final point; the
     # ascent starts at the centre, whose solution is reused (not solved twice)
     assert probe.hessian_evaluations == 1 + 6 + 1 + 3 + 1

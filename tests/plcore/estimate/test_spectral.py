@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from plcore.dataset import Dataset
 from plcore.errors import ShapeMismatchError
@@ -96,3 +97,27 @@ def test_accumulation_length_covers_position_sums_of_convolutions() -> None:
     conv = cnn("tanh", seed=0)  # 3x3 images: 9^2 = 81 position pairs per module at most
     n_conv = sum(1 for _ in conv.module.modules())
     assert kernel_accumulation_length(conv) >= conv.n_params + 81 * n_conv
+
+
+def test_underparameterized_problem_uses_the_parameter_gram() -> None:
+    """N > m: lambda_min(K) = 0 by rank, the spectrum is K's (G's padded with zeros), and the
+    certified ||J|| bound sits just above the eigvalsh value of the dense K."""
+    from plcore import load_model
+    from plcore.kernel import tangent_kernel
+
+    model = load_model(
+        {"type": "mlp", "input_dim": 3, "widths": [5], "output_dim": 2, "activation": "tanh"}
+    )
+    g = torch.Generator().manual_seed(2)
+    X = torch.randn(30, 3, generator=g, dtype=torch.float64)
+    data = Dataset(X=X, y=torch.randn(30, 2, generator=g, dtype=torch.float64), sha256="0" * 64)
+    iq = initial_quantities(model, data)
+    evK = torch.linalg.eigvalsh(tangent_kernel(model, X, "reference"))
+    assert iq.N == 60 > iq.m == 32
+    assert iq.kernel_method == "parameter-gram"
+    assert iq.lambda_min == iq.lambda_min_raw == iq.lambda_min_lower == 0.0
+    assert iq.eigenvalues.shape == (60,)
+    torch.testing.assert_close(iq.eigenvalues, evK.clamp(min=0.0), rtol=1e-10, atol=1e-10)
+    assert iq.jacobian_norm == pytest.approx(float(evK[-1]) ** 0.5, rel=1e-12)
+    assert iq.jacobian_norm <= iq.jacobian_norm_upper <= iq.jacobian_norm * (1 + 1e-8)
+    assert "lambda_min(K) = 0 by rank" in iq.lower_bound_method

@@ -73,3 +73,19 @@ def test_non_finite_params_are_rejected(problem: tuple) -> None:
     w[0] = float("nan")
     with pytest.raises(NumericalError, match="1 non-finite"):
         second_directional(model, X, torch.ones(model.n_params), params=w)
+
+
+def test_warm_up_runs_both_second_order_passes_in_a_fresh_process() -> None:
+    """warm_up() imports what the first forward-mode and double-backward passes need, so a
+    worker's first job does not pay it (checked in a clean interpreter)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch\n"
+        "assert 'torch._dynamo' not in sys.modules\n"
+        "from plcore.hessian.hvp import warm_up\n"
+        "warm_up()\n"
+        "assert 'torch._dynamo' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
