@@ -156,3 +156,16 @@ def test_a_small_job_passes_the_guards(make_client: AppFactory, budget: str) -> 
     )
     assert r.status_code == 202, r.text
     assert len(dispatch.sent) == 1
+
+
+def test_the_readme_example_c4_passes_the_default_limits() -> None:
+    from pathlib import Path
+
+    from plcore.estimate.limits import SizeLimits
+    from service.guards import find_violation, job_size
+
+    root = Path(__file__).resolve().parents[3] / "examples"
+    spec, data = (root / "mlp_tanh_4096.json").read_bytes(), (root / "sphere16.npz").read_bytes()
+    size = job_size(spec, "json", data, "npz")
+    assert size is not None and (size.n_params, size.N) == (139_265, 16)
+    assert find_violation(spec, "json", data, "npz", SizeLimits()) is None
