@@ -19,6 +19,11 @@ much; thread stacks (8 MiB each) and malloc arenas created during the job count 
 few tens of MiB with the worker's one-thread-per-job budget. The previous soft limit comes back
 when the job ends; the hard limit is never touched, so this can be done again for every job.
 
+A job on a GPU runs without it: the CUDA driver reserves address space for the device's memory
+and a unified address range, far beyond what the process uses, so its initialisation can fail
+under an address-space limit (not measured here: the development machine has no GPU); GPU
+memory errors keep their own message.
+
 The limit is per process: it applies where a process runs one job at a time (the prefork and
 solo pools, see :func:`worker.celery_app.one_job_per_process`), never in the API process.
 """

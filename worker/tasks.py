@@ -115,6 +115,8 @@ def run_job(
         )
         return None
     log.info("job %s claimed by %s (attempt %d)", job_id, worker_id, job.attempt)
+    if memory_limit is not None and resolve_device(str(job.options.get("device", "cpu"))) != "cpu":
+        memory_limit = None  # CUDA maps address space far beyond its use (worker.memory)
     started = time.monotonic()
     keeper = LeaseKeeper(store, job_id, job.attempt, lease_s=settings.lease_s)
     status: FinalStatus
