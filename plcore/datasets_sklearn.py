@@ -32,12 +32,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl
 
 import numpy as np
 
 from plcore.errors import DatasetError
+
+if TYPE_CHECKING:
+    from plcore.dataset_size import DataSize
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,16 @@ def _loaders() -> dict[str, _Named]:
 
 
 NAMES: Final = ("digits", "diabetes", "iris", "wine", "breast_cancer", "linnerud")
+BUNDLED: Final = {
+    "digits": (1797, 10),
+    "diabetes": (442, 1),
+    "iris": (150, 3),
+    "wine": (178, 3),
+    "breast_cancer": (569, 2),
+    "linnerud": (20, 3),
+}
+"""Samples and one-hot target columns (classes; regression targets) of each bundled dataset
+(the table of the module docstring; a test checks it against scikit-learn)."""
 _PARAMS: Final = ("n", "seed", "standardize", "standardize_y", "classes", "target", "image")
 _TRUE: Final = {"true", "1", "yes"}
 _FALSE: Final = {"false", "0", "no"}
@@ -88,6 +101,33 @@ def _parse_int(key: str, value: str, minimum: int) -> int:
     if out < minimum:
         raise DatasetError(f"sklearn parameter {key}={out} must be at least {minimum}")
     return out
+
+
+def sklearn_size(source: str) -> DataSize | None:
+    """n (as asked, before any check against the bundled size) and k of ``"sklearn:NAME?..."``,
+    from :data:`BUNDLED` without loading anything; None for a name or query that
+    :func:`load_sklearn` would refuse anyway."""
+    from plcore.dataset_size import DataSize
+
+    if len(source) > MAX_SOURCE_CHARS:
+        return None
+    name, _, query = source.removeprefix("sklearn:").partition("?")
+    if name not in BUNDLED:
+        return None
+    try:
+        params = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
+    except ValueError:
+        return None
+    available, k = BUNDLED[name]
+    raw_n = params.get("n", "")
+    if raw_n and not (raw_n.isascii() and raw_n.isdigit()):
+        return None
+    n = int(raw_n) if raw_n else available
+    if "classes" in params:
+        k = len(params["classes"].split(","))
+    if params.get("target") == "label":
+        k = 1
+    return DataSize(n_samples=n, n_outputs=k, available=available)
 
 
 def _zscore(a: np.ndarray) -> np.ndarray:

@@ -18,10 +18,13 @@ import logging
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from plcore.estimate.limits import SizeLimits
 
 DEFAULT_TENANT = "default"
 """The tenant of every request when authentication is off (embedded mode)."""
@@ -165,6 +168,30 @@ class Settings(BaseSettings):
         "the API refuses a job whose estimated peak memory exceeds it. Default: this machine's "
         "memory (or its cgroup limit).",
     )
+    max_params: int = Field(
+        50_000_000,
+        gt=0,
+        description="Most parameters m of a job's model (counted from the spec or the ONNX "
+        "graph before it is built); more is a 422 'too-many-parameters' at submit.",
+    )
+    max_outputs: int = Field(
+        50_000,
+        gt=0,
+        description="Most outputs N = n k of a job (the tangent kernel is N x N); more is a "
+        "422 'too-many-outputs'.",
+    )
+    max_kernel_bytes: int = Field(
+        16 * 2**30,
+        gt=0,
+        description="Most bytes of one float64 tangent kernel, 8 N^2 (e.g. '16GiB'); more is a "
+        "422 'kernel-too-large'.",
+    )
+    max_hessian_work: int = Field(
+        10**12,
+        gt=0,
+        description="Most parameter-sample products m n of one Hessian-vector product on all "
+        "samples; more is a 422 'hessian-work-too-large'.",
+    )
     body_read_timeout_s: float = Field(
         30.0, gt=0, description="Longest wait for the next chunk of a request body (408 after)."
     )
@@ -183,10 +210,36 @@ class Settings(BaseSettings):
             v = "postgresql+psycopg://" + v[len("postgresql://") :]
         return v
 
-    @field_validator("worker_memory_limit", mode="before")
+    @field_validator("worker_memory_limit", "max_kernel_bytes", mode="before")
     @classmethod
-    def _memory_size(cls, v: Any) -> Any:
-        return parse_bytes(v, "PLCERT_WORKER_MEMORY_LIMIT") if isinstance(v, str) else v
+    def _memory_size(cls, v: Any, info: ValidationInfo) -> Any:
+        name = f"PLCERT_{(info.field_name or '').upper()}"
+        return parse_bytes(v, name) if isinstance(v, str) else v
+
+    @field_validator("max_params", "max_outputs", "max_hessian_work", mode="before")
+    @classmethod
+    def _count(cls, v: Any) -> Any:
+        # '50e6' and '1e12' read as the integers they name (pydantic refuses them as int).
+        if isinstance(v, str | float) and not isinstance(v, bool):
+            try:
+                f = float(v)
+            except ValueError:
+                return v
+            if f.is_integer():
+                return int(f)
+        return v
+
+    @property
+    def size_limits(self) -> SizeLimits:
+        """The ``PLCERT_MAX_*`` caps checked at submit (:mod:`service.guards`)."""
+        from plcore.estimate.limits import SizeLimits
+
+        return SizeLimits(
+            max_params=self.max_params,
+            max_outputs=self.max_outputs,
+            max_kernel_bytes=self.max_kernel_bytes,
+            max_hessian_work=self.max_hessian_work,
+        )
 
     @field_validator("broker_url")
     @classmethod

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from plcore.models.spec_schema import SIZE_ONLY
 from plcore.options import CertifyOptions
 from service.errors import ProblemException
 from service.schemas import CertificationCreateJSON
@@ -179,7 +180,11 @@ async def read_json(request: Request) -> Submission:
     as JSON ``{"X", "y"}`` and a dataset name (``"sklearn:..."``) as its UTF-8 text."""
     raw = await request.body()
     try:
-        body = CertificationCreateJSON.model_validate_json(raw, strict=True)
+        # Size-only: the spec's fields are checked here, its parameter count by the guards
+        # (a 422 with the count and PLCERT_MAX_PARAMS) and its shapes by the loader.
+        body = CertificationCreateJSON.model_validate_json(
+            raw, strict=True, context={SIZE_ONLY: True}
+        )
     except ValidationError as exc:
         raise RequestValidationError(
             [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]

@@ -138,6 +138,13 @@ app = make_celery(get_settings(), create_dirs=False)
 _janitor: Any = None
 _pool_concurrency = 1  # set in the main process at worker_init; pool children inherit it
 _threads_budgeted = False  # a solo / threads pool sets them at worker_init, once
+_shared_process = False  # a threads pool with concurrency > 1: jobs share one process
+
+
+def one_job_per_process() -> bool:
+    """True where a process runs one job at a time (prefork, solo, threads with concurrency
+    1): there a job may get a process-wide memory limit (:mod:`worker.memory`)."""
+    return not _shared_process
 
 
 def pool_kind(pool_cls: Any) -> str:
@@ -152,12 +159,13 @@ def pool_kind(pool_cls: Any) -> str:
 @worker_init.connect
 def _budget_threads(sender: Any = None, **_: Any) -> None:
     """Remember the concurrency for the pool children; a solo / threads pool sets threads now."""
-    global _pool_concurrency, _threads_budgeted
+    global _pool_concurrency, _threads_budgeted, _shared_process
     from service.threads import budget_torch_threads
 
     kind = pool_kind(getattr(sender, "pool_cls", "prefork"))
     concurrency = max(int(getattr(sender, "concurrency", 1) or 1), 1)
     _pool_concurrency = 1 if kind == "solo" else concurrency
+    _shared_process = kind not in ("prefork", "solo") and concurrency > 1
     if kind != "prefork":
         override = get_settings().torch_threads
         budget_torch_threads(_pool_concurrency, override, role=f"worker ({kind} pool)")

@@ -29,9 +29,10 @@ from service.config import Settings, get_settings
 from service.store.artifacts import ArtifactStore
 from service.store.jobs import FinalStatus, JobRecord, JobStore
 from service.validation import load_job_inputs
-from worker.celery_app import TASK_NAME, app
-from worker.errors import job_error, time_limit_error
+from worker.celery_app import TASK_NAME, app, one_job_per_process
+from worker.errors import job_error, out_of_memory_error, time_limit_error
 from worker.lease import LeaseKeeper
+from worker.memory import is_out_of_memory, job_memory_limit
 
 log = logging.getLogger("plcert.worker")
 
@@ -90,11 +91,17 @@ def run_job(
     store: JobStore,
     artifacts: ArtifactStore,
     settings: Settings,
+    memory_limit: int | None = None,
 ) -> str | None:
     """Run one delivery of ``job_id``; return the final status written, or None if none was.
 
     None means the job was not claimable (already done, canceled, held by a live lease) or this
     attempt lost the job before it could finish. Never raises for a job's own failure.
+
+    ``memory_limit``: bytes the job may add to this process's address space
+    (:func:`worker.memory.job_memory_limit`); a failed allocation fails the job with an
+    out-of-memory error and the process stays up. None: no limit (a process running several
+    jobs at once, or the API's tests).
     """
     job = store.claim(
         job_id, worker_id=worker_id, lease_s=settings.lease_s, max_attempts=settings.max_attempts
@@ -108,13 +115,19 @@ def run_job(
         )
         return None
     log.info("job %s claimed by %s (attempt %d)", job_id, worker_id, job.attempt)
+    if memory_limit is not None and resolve_device(str(job.options.get("device", "cpu"))) != "cpu":
+        memory_limit = None  # CUDA maps address space far beyond its use (worker.memory)
     started = time.monotonic()
     keeper = LeaseKeeper(store, job_id, job.attempt, lease_s=settings.lease_s)
     status: FinalStatus
     fields: dict[str, Any] = {}
     with keeper:
         try:
-            fields = _certify(job, keeper, artifacts)
+            if memory_limit is None:
+                fields = _certify(job, keeper, artifacts)
+            else:
+                with job_memory_limit(memory_limit):
+                    fields = _certify(job, keeper, artifacts)
             status = "succeeded"
         except SoftTimeLimitExceeded:
             status, fields = "failed", {"error": time_limit_error(settings.job_time_limit_s)}
@@ -124,7 +137,12 @@ def run_job(
                 return None
             status = "canceled"
         except Exception as exc:
-            status, fields = "failed", {"error": job_error(exc)}
+            if memory_limit is not None and is_out_of_memory(exc):
+                # The limit is lifted again here: the failed allocation's memory is gone.
+                log.warning("job %s attempt %d: out of memory: %s", job_id, job.attempt, exc)
+                status, fields = "failed", {"error": out_of_memory_error(memory_limit)}
+            else:
+                status, fields = "failed", {"error": job_error(exc)}
             if fields["error"]["type"].endswith(":internal"):
                 log.exception("job %s attempt %d: unexpected error", job_id, job.attempt)
             else:
@@ -227,4 +245,5 @@ def run_certification(self: Task, job_id: str) -> str | None:
         store=rt.store,
         artifacts=rt.artifacts,
         settings=rt.settings,
+        memory_limit=rt.settings.worker_memory_limit if one_job_per_process() else None,
     )

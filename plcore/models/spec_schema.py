@@ -7,13 +7,25 @@ import itertools
 import math
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    RootModel,
+    ValidationInfo,
+    model_validator,
+)
 
 MAX_LAYERS: Final = 64
 MAX_PARAMS: Final = 50_000_000
 MAX_WIDTH: Final = 1_000_000
 MAX_VALUES_PER_SAMPLE: Final = 16_000_000
 """Largest per-sample output of any layer (C*H*W); bounds the memory of a forward pass."""
+SIZE_ONLY: Final = "size_only"
+"""Validation context key: ``{SIZE_ONLY: True}`` skips the parameter cap and the meta-device
+build, so that :mod:`plcore.models.spec_size` can count the parameters of any well-formed spec
+(the service compares the count with its own configured limit)."""
 
 ActivationName = Literal[
     "identity", "tanh", "erf", "sigmoid", "softplus", "gelu", "silu", "sin", "relu"
@@ -71,8 +83,10 @@ class MLPSpec(_Strict):
     seed: _Seed = 0
 
     @model_validator(mode="after")
-    def _check(self) -> MLPSpec:
+    def _check(self, info: ValidationInfo) -> MLPSpec:
         _check_standard_scales(self.parameterization, self.weight_std, self.bias_std)
+        if _size_only(info):
+            return self
         dims = [self.input_dim, *self.widths, self.output_dim]
         m = sum(a * b + (b if self.bias else 0) for a, b in itertools.pairwise(dims))
         _check_param_cap(m)
@@ -169,7 +183,7 @@ class LayersSpec(_Strict):
     seed: _Seed = 0
 
     @model_validator(mode="after")
-    def _check(self) -> LayersSpec:
+    def _check(self, info: ValidationInfo) -> LayersSpec:
         if len(self.input_shape) not in (1, 3):
             raise ValueError(
                 f"input_shape must be [d] or [C, H, W], got {self.input_shape} "
@@ -184,6 +198,8 @@ class LayersSpec(_Strict):
         n_layers = _count_layers(self.layers)
         if n_layers > MAX_LAYERS:
             raise ValueError(f"the spec has {n_layers} layers, over the limit of {MAX_LAYERS}")
+        if _size_only(info):
+            return self
         from plcore.models.spec_build import build_module
 
         module = build_module(self, generator=None)  # meta tensors: checks shapes, no memory
@@ -215,6 +231,10 @@ def _check_standard_scales(parameterization: str, weight_std: float, bias_std: f
             f"weight_std ({weight_std}) and bias_std ({bias_std}) apply to parameterization "
             "'ntk' only; 'standard' uses PyTorch's default initialisation (leave them unset)"
         )
+
+
+def _size_only(info: ValidationInfo) -> bool:
+    return isinstance(info.context, dict) and bool(info.context.get(SIZE_ONLY))
 
 
 def _check_param_cap(m: int) -> None:

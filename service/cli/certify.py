@@ -79,6 +79,33 @@ def _load_model(model_path: Path, fmt: str | None, weights: Path | None) -> Any:
     return load_model(raw, fmt, weights=weight_bytes)  # type: ignore[arg-type]
 
 
+def _check_size(model_path: Path, fmt: str | None, source: str) -> None:
+    """The API's resource guards (``service.guards``) from the bytes, before anything is built:
+    a job over a ``PLCERT_MAX_*`` limit is a bad input (exit 2) with the API's message."""
+    from plcore.estimate.limits import SizeLimits
+    from plcore.models.loader import sniff_model_format
+    from service.config import get_settings
+    from service.guards import find_violation
+
+    try:
+        limits = get_settings().size_limits
+    except ValueError:
+        # A setting that only the API or the worker uses may be invalid here (PLCERT_HOST
+        # without keys, say); the local run still gets the default limits.
+        limits = SizeLimits()
+    raw = _read_file(model_path, "model")
+    model_format = fmt or _MODEL_SUFFIXES.get(model_path.suffix.lower()) or sniff_model_format(raw)
+    if source.startswith("sklearn:"):
+        data, data_format = source.encode("utf-8"), "named"
+    else:
+        path = Path(source)
+        data = _read_file(path, "data")
+        data_format = _DATA_SUFFIXES.get(path.suffix.lower()) or ""
+    violation = find_violation(raw, model_format, data, data_format, limits)
+    if violation is not None:
+        raise _BadInput(violation.message)
+
+
 def _load_data(source: str, target_columns: str | None) -> Any:
     from plcore import load_dataset
 
@@ -200,6 +227,7 @@ def certify_command(
             raise _BadInput("--out DIR is required (or --dry-run for an estimate only)")
         if out is not None and out.exists() and not out.is_dir():
             raise _BadInput(f"--out must be a folder, but {out} is a file")
+        _check_size(Path(model), format_model, data)
         loaded_model = _load_model(Path(model), format_model, weights)
         dataset = _load_data(data, target_columns)
 

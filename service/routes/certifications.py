@@ -6,10 +6,12 @@ Routes are thin: parse, call the store / loaders, shape the answer. The submit p
 2. normalise it to bytes, formats and validated options, and hash that
    (``service.submission``);
 3. replay an earlier job for the same ``Idempotency-Key`` and body, or 422 for another body;
-4. load model and data in a thread (a bad model or data is a 422 now, not a failed job later)
+4. check the job's size from the bytes alone against the ``PLCERT_MAX_*`` limits, before
+   anything is built (``service.guards``: a 422 with the limit's own code);
+5. load model and data in a thread (a bad model or data is a 422 now, not a failed job later)
    and estimate the job's cost: a job whose estimated peak memory exceeds
    ``PLCERT_WORKER_MEMORY_LIMIT`` is a 422 (``plcore.estimate.cost``);
-5. store the bytes as artifacts, the job in the store, and send it to the workers.
+6. store the bytes as artifacts, the job in the store, and send it to the workers.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
 from plcore.estimate.cost import CostEstimate, estimate_for
+from plcore.estimate.limits import SizeLimits
 from plcore.report.schema import Report
 from service.deps import ArtifactsDep, DispatcherDep, SettingsDep, StoreDep, TenantDep
 from service.errors import ProblemException
+from service.guards import check_submission
 from service.schemas import (
     API_PREFIX,
     CertificationJob,
@@ -57,15 +61,19 @@ def _job_response(response: Response, job: JobRecord) -> CertificationJob:
     return CertificationJob.from_record(job)
 
 
-async def validate_and_estimate(sub: Submission, timeout_s: float) -> CostEstimate:
-    """Load model and data in a worker thread, within ``timeout_s`` (PLCERT_VALIDATION_TIMEOUT_S),
-    and estimate the run's cost from their sizes.
+async def validate_and_estimate(
+    sub: Submission, timeout_s: float, *, limits: SizeLimits
+) -> CostEstimate:
+    """Check the sizes against ``limits`` (``service.guards``, nothing allocated), then load
+    model and data in a worker thread, within ``timeout_s`` (PLCERT_VALIDATION_TIMEOUT_S), and
+    estimate the run's cost from their sizes.
 
     A thread cannot be killed: on timeout the answer is 413 at once and the thread finishes on
     its own; the size caps of the loaders bound how long that can take.
     """
 
     def load() -> CostEstimate:
+        check_submission(sub.model, sub.model_format, sub.data, sub.data_format, limits)
         model, data = load_inputs(
             sub.model,
             sub.model_format,
@@ -146,7 +154,10 @@ async def create_certification(
 ) -> CertificationJob:
     """Submit a model and data for certification. Answers 202 with the queued job.
 
-    The model and data are loaded at once: an unreadable model, an invalid spec, NaN data or
+    A job over a size limit (``PLCERT_MAX_PARAMS``, ``PLCERT_MAX_OUTPUTS``,
+    ``PLCERT_MAX_KERNEL_BYTES``, ``PLCERT_MAX_HESSIAN_WORK``) is a 422 with the limit's code,
+    the estimate and the limit, checked before anything is built. The model and data are then
+    loaded at once: an unreadable model, an invalid spec, NaN data or
     data that does not fit the model is answered with 422 here, and so is a job whose estimated
     peak memory exceeds the worker's limit (``PLCERT_WORKER_MEMORY_LIMIT``; see
     ``POST /v1/estimates``).
@@ -167,7 +178,9 @@ async def create_certification(
             response.headers["Idempotent-Replayed"] = "true"
             return _job_response(response, job)
 
-    estimate = await validate_and_estimate(sub, settings.validation_timeout_s)
+    estimate = await validate_and_estimate(
+        sub, settings.validation_timeout_s, limits=settings.size_limits
+    )
     refuse_if_over_memory(estimate, settings.worker_memory_limit)
     queue = settings.queue_gpu if sub.options.device.startswith("cuda") else settings.queue_cpu
     job, created = await run_in_threadpool(

@@ -35,5 +35,7 @@ async def create_estimate(
     """
     del tenant  # authenticated like a submission; nothing is stored for the tenant
     sub = await read_submission(request)
-    estimate = await validate_and_estimate(sub, settings.validation_timeout_s)
+    estimate = await validate_and_estimate(
+        sub, settings.validation_timeout_s, limits=settings.size_limits
+    )
     return CostEstimateOut.from_estimate(estimate, settings.worker_memory_limit)

@@ -301,3 +301,29 @@ def test_ctrl_c_exits_130_without_writing_reports(tmp_path: Path) -> None:
     assert result.exit_code == 130, result.output
     assert result.stderr.strip() == "error: interrupted"
     assert not (out / "report.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("widths", "data", "pattern"),
+    [
+        (
+            [10**6, 10**6],
+            DIGITS,
+            r"the model has 1,000,067,000,001 parameters, over the limit of 50,000,000 "
+            r"\(PLCERT_MAX_PARAMS\)",
+        ),
+        (
+            [16],
+            "sklearn:digits?n=1000000000",
+            r"N = n k = 1,000,000,000 x 10 = .*PLCERT_MAX_OUTPUTS",
+        ),
+    ],
+)
+def test_a_job_over_a_size_limit_exits_2_with_the_apis_message(
+    tmp_path: Path, widths: list[int], data: str, pattern: str
+) -> None:
+    spec = tmp_path / "huge.json"
+    spec.write_text(json.dumps(_spec(widths=widths)), encoding="utf-8")
+    code, _, err = _invoke(str(spec), data, "--out", str(tmp_path / "o"))
+    _assert_one_line_error(code, err, pattern)
+    assert not (tmp_path / "o").exists()
