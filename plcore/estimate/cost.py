@@ -11,7 +11,8 @@ Memory (float64, 8 bytes a number; N = n k outputs, m parameters, A activations 
   peak resident size (``bench/estimate_bench.py``);
 * the tangent kernel K (N x N) with the temporaries of its assembly (the per-layer Gram
   products) and of ``eigvalsh`` (a copy and its workspace): 5 * 8 N^2 (measured: 4.4 at
-  N = 4000);
+  N = 4000); when N > m (under-parameterized) the m x m Gram J^T J replaces it, 5 * 8 m^2, with
+  one chunk of Jacobian rows (at most 256 MiB);
 * the kernel's intermediates: structured method, every layer's inputs and output derivatives
   for all samples, 8 n A (1 + k); reference method, two chunks of Jacobian rows, at most
   2 * 8 N m and at most 256 MiB (``plcore.kernel._blocks.DEFAULT_CHUNK_BYTES``) per chunk;
@@ -245,8 +246,13 @@ class _Clock:
         return flops / self.cm.blas_flops_per_second
 
     def kernel(self, count: float = 1.0) -> float:
-        """K = J J^T and its eigenvalues."""
+        """K = J J^T and its eigenvalues; for N > m the m x m Gram J^T J from Jacobian rows
+        (k backward passes a sample, 2 N m^2 flops) and its eigenvalues instead."""
         s, N = self.s, float(self.s.N)
+        if s.n_params < s.N:
+            m = float(s.n_params)
+            rows = self.passes(1 + s.n_outputs, 3.0)
+            return count * (rows + self.dense(2.0 * N * m**2) + self.dense(4.0 / 3.0 * m**3))
         eig = self.dense(4.0 / 3.0 * N**3)
         # structured: Gram products of layer inputs and output derivatives; reference: of
         # Jacobian rows. Both need one forward and k backward passes.
@@ -267,11 +273,16 @@ def memory_terms(s: ProblemSize, b: Budget, cm: CostModel = CALIBRATED) -> dict[
         kernel_work = F64 * n * A * (1 + k)
     else:
         kernel_work = min(2 * F64 * N * m, 2 * max(CHUNK_BYTES, F64 * k * m))
+    # N > m: K is never formed; G = J^T J (m x m) with the temporaries of its symmetrization
+    # and of eigvalsh, and one chunk of Jacobian rows (plcore.kernel.parameter_gram)
+    gram = KERNEL_MATRICES * F64 * N * N
+    if m < N:
+        gram, kernel_work = KERNEL_MATRICES * F64 * m * m, min(F64 * N * m, CHUNK_BYTES)
     return {
         "baseline": cm.baseline_bytes,
         "data": F64 * n * (s.input_numel + k),
         "parameter_vectors": PARAMETER_VECTORS * F64 * m,
-        "kernel_matrices": KERNEL_MATRICES * F64 * N * N,
+        "kernel_matrices": gram,
         "kernel_intermediates": int(kernel_work),
         "hessian_graphs": 6 * F64 * n * A,
         "lanczos_basis": F64 * (b.krylov_dim + 1) * m,
@@ -344,6 +355,7 @@ def estimate_cost(
     }
     if s.n_params < s.N:
         stages = (initial,)  # under-parameterized: certify stops after the kernel
+        hessian_stage = 0
     costs = tuple(
         StageCost(name, t, t if upper is None else max(t, upper), stage_memory[name])
         for name, t, upper in stages

@@ -10,7 +10,9 @@ quantity              estimate         why it is limited
 parameters            m                parameter-sized vectors (~96 of them, see
                                        :mod:`plcore.estimate.cost`) and every pass
 outputs               N = n k          the kernel is N x N; ``eigvalsh`` is O(N^3)
-kernel memory         8 N^2 bytes      one float64 N x N matrix (the stage holds ~5)
+kernel memory         8 min(N, m)^2    the float64 Gram matrix the run forms (the stage
+                                       holds ~5): K, N x N, or when N > m the parameter
+                                       Gram J^T J, m x m (plcore.kernel.parameter_gram)
 Hessian work          m n              a Hessian-vector product on all samples costs
                                        ~5 forward passes, each ~m multiply-adds a sample;
                                        the power method and Lanczos run tens of them
@@ -48,8 +50,9 @@ class JobSize:
 
     @property
     def kernel_bytes(self) -> int:
-        """8 N^2: one float64 tangent kernel."""
-        return F64 * self.N**2
+        """8 min(N, m)^2: one float64 tangent kernel K (N x N), or for N > m the parameter Gram
+        J^T J (m x m) that replaces it."""
+        return F64 * min(self.N, self.n_params) ** 2
 
     @property
     def hessian_work(self) -> int:
@@ -113,7 +116,8 @@ def check_limits(size: JobSize, limits: SizeLimits) -> LimitViolation | None:
             size.kernel_bytes,
             limits.max_kernel_bytes,
             "PLCERT_MAX_KERNEL_BYTES",
-            f"the N x N tangent kernel (N = {N:,}) needs 8 N^2 = {_gib(size.kernel_bytes)}, "
+            f"the {min(N, m):,} x {min(N, m):,} Gram matrix of the run (N = {N:,}, m = {m:,}) "
+            f"needs 8 min(N, m)^2 = {_gib(size.kernel_bytes)}, "
             f"over the limit of {_gib(limits.max_kernel_bytes)}",
         ),
         (

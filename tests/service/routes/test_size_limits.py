@@ -116,7 +116,9 @@ def test_a_named_dataset_of_a_billion_samples_is_refused_before_loading(
 def test_a_kernel_over_the_byte_limit_is_refused(make_client: AppFactory) -> None:
     _, client, dispatch = make_client()
     n = 47_000  # N under PLCERT_MAX_OUTPUTS, 8 N^2 = 17.7 GB over 16 GiB
-    r = _submit_npz(client, mlp_spec(input_dim=1, widths=(4,), output_dim=1), _zeros_npz(n, 1, 1))
+    # m = 60,901 >= N, so the run would form the N x N kernel (for N > m it forms J^T J)
+    spec = mlp_spec(input_dim=1, widths=(300, 200), output_dim=1)
+    r = _submit_npz(client, spec, _zeros_npz(n, 1, 1))
     _assert_refused(r, "kernel-too-large", "PLCERT_MAX_KERNEL_BYTES", 8 * n**2, 16 * 2**30)
     _nothing_stored(client, dispatch)
 
