@@ -14,7 +14,9 @@ at some t*, GD from w_t* (with step <= 1 / (L_F^2 + beta ||r_t*||)) converges to
 Checks are cheap first: ||grad L||^2 / ||r||^2 = r^T K r / ||r||^2 >= lambda_t gives an upper
 bound of lambda_t for free, sqrt of it a lower bound of J_t, and ||H_F[u, u]|| (one
 forward-over-forward pass, u the gradient direction) a lower bound of beta; r* computed from these
-is an UPPER bound of r*(w_t). Only when ||r_t|| is below it does a full check (kernel eigenvalues,
+is an UPPER bound of r*(w_t); when no rigorous check is possible, the estimated check's own beta
+(>= the w0 estimate) gives a still cheaper upper bound from the gradient alone, with no pass at
+all. Only when ||r_t|| is below it does a full check (kernel eigenvalues,
 then beta) run; each kind runs at most once every ``every`` steps, full checks at most
 ``max_checks`` times.
 """
@@ -95,6 +97,7 @@ class PathChecker:
     checks: int = 0
     last_check: int = -(10**9)
     last_cheap: int = -(10**9)
+    skipped: int = 0
     max_distance_after: float = 0.0
     last_threshold: float | None = None
     notes: list[str] = field(default_factory=list)
@@ -124,6 +127,13 @@ class PathChecker:
             return None
         self.last_cheap = t
         lam_ub = (gn / rn) ** 2
+        if self.certified_spectrum_at is None and self.beta_estimate > 0:
+            # only the estimated check can run, and it uses beta >= beta_estimate: r* from
+            # (lam_ub, sqrt(lam_ub), beta_estimate) bounds its threshold from above at no cost
+            bound = residual_threshold(lam_ub, math.sqrt(lam_ub), self.beta_estimate).r_star
+            if rn > bound:
+                self.skipped += 1
+                return None
         beta_lb = max(self.second_directional_norm(w, g / gn), 0.0)
         if beta_lb > 0 and rn > residual_threshold(lam_ub, math.sqrt(lam_ub), beta_lb).r_star:
             return None
