@@ -88,6 +88,7 @@ def _multipart(
     model_name: str = "model.json",
     data_name: str = "data.npz",
     options: str | None = None,
+    weights: Payload | None = None,
 ) -> Send:
     """A multipart submission; payloads given as functions are built when the case runs."""
 
@@ -100,6 +101,8 @@ def _multipart(
             ),
             "data": (data_name, _bytes(data) if data is not None else npz_bytes(X, y)),
         }
+        if weights is not None:
+            files["weights"] = ("weights.npz", _bytes(weights))
         fields = {"options": options} if options is not None else None
         return s.client.post(URL, files=files, data=fields)
 
@@ -298,6 +301,27 @@ def npz_short_member() -> bytes:
 
 def json_data_text(X: str, y: str, extra: str = "") -> bytes:
     return f'{{"X": {X}, "y": {y}{extra}}}'.encode()
+
+
+def weights_huge_header() -> bytes:
+    """Weights for mlp_spec() whose first member's header claims 10^10 entries (80 GB)."""
+    return _npz_members(
+        {
+            "0.weight": (_npy_header((10**10,)), 48 * 8),
+            "0.bias": (_npy_header((16,)), 16 * 8),
+            "2.weight": (_npy_header((1, 16)), 16 * 8),
+            "2.bias": (_npy_header((1,)), 8),
+        }
+    )
+
+
+def weights_pickled() -> bytes:
+    W = np.empty((16, 3), dtype=object)
+    W[:] = 0.0
+    W[0, 0] = _Touch(str(SENTINEL))
+    buf = io.BytesIO()
+    np.savez(buf, **{"0.weight": W, "0.bias": np.zeros(16)})
+    return buf.getvalue()
 
 
 def npz_small_header_huge_member() -> bytes:
@@ -634,6 +658,12 @@ def corpus() -> list[Case]:
             _json(json_body(data="sklearn:%2e%2e/%2e%2e/etc/passwd")),
             422,
             "dataset",
+        ),
+        Case(
+            "weights-header-claims-80GB", _multipart(weights=weights_huge_header), 422, "model-spec"
+        ),
+        Case(
+            "weights-pickled-object-array", _multipart(weights=weights_pickled), 422, "model-spec"
         ),
         # options
         Case(
