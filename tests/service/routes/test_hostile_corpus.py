@@ -10,10 +10,7 @@ show in the cases after it too.
 
 from __future__ import annotations
 
-import io
 import json
-import tempfile
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +22,6 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from numpy.lib import format as npy_format
 from sqlalchemy import text
 from starlette.types import Message
 
@@ -42,12 +38,41 @@ from tests.service.conftest import (
     onnx_mlp_bytes,
     small_data,
 )
+from tests.service.hostile_payloads import (
+    GOOD_ROWS,
+    SENTINEL,
+    csv_text,
+    deep,
+    gemm,
+    gemm_inits,
+    json_data_text,
+    npy_huge_row,
+    npy_pickled,
+    npz_huge_n,
+    npz_huge_row,
+    npz_lying_member_size,
+    npz_pickled,
+    npz_short_member,
+    npz_small_header_huge_member,
+    npz_with,
+    npz_without_y,
+    onnx_custom_domain,
+    onnx_cyclic,
+    onnx_external_data,
+    onnx_graph,
+    onnx_huge_dims,
+    onnx_nan_initializer,
+    onnx_no_inputs,
+    onnx_no_outputs,
+    onnx_raw_data_short,
+    onnx_unsupported_op,
+    weights_huge_header,
+    weights_pickled,
+)
 
 URL = "/v1/certifications"
 MAX_UPLOAD = 16 * 2**20  # PLCERT_MAX_UPLOAD_BYTES of the app under attack
 BODY_TIMEOUT_S = 0.5  # PLCERT_BODY_READ_TIMEOUT_S of the app under attack
-SENTINEL = Path(tempfile.mkdtemp(prefix="plcert-hostile-")) / "unpickled"
-"""Unpickling the object arrays of the corpus would create this file."""
 
 
 @dataclass(frozen=True)
@@ -140,244 +165,6 @@ def _options(options: Any) -> Send:
 
 def _inline(X: Any, y: Any) -> Send:
     return _json(json_body(data={"X": X, "y": y}))
-
-
-# ----- ONNX payloads ------------------------------------------------------------------------
-
-
-def _onnx_graph(
-    nodes: list[Any],
-    inits: list[Any],
-    *,
-    inputs: bool = True,
-    outputs: bool = True,
-    domain: str = "",
-) -> bytes:
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph(
-        nodes,
-        "hostile",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3])] if inputs else [],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 1])] if outputs else [],
-        inits,
-    )
-    opsets = [helper.make_opsetid("", 17)]
-    if domain:
-        opsets.append(helper.make_opsetid(domain, 1))
-    model = helper.make_model(graph, opset_imports=opsets)
-    model.ir_version = 8
-    return bytes(model.SerializeToString())
-
-
-def _gemm_inits(W: np.ndarray | None = None) -> list[Any]:
-    from onnx import numpy_helper
-
-    W = np.ones((1, 3), np.float32) if W is None else W
-    return [
-        numpy_helper.from_array(W, "W"),
-        numpy_helper.from_array(np.zeros(1, np.float32), "b"),
-    ]
-
-
-def _gemm(out: str = "y", inp: str = "x") -> Any:
-    from onnx import helper
-
-    return helper.make_node("Gemm", [inp, "W", "b"], [out], transB=1)
-
-
-def onnx_unsupported_op() -> bytes:
-    from onnx import helper
-
-    nodes = [_gemm("h"), helper.make_node("Hardmax", ["h"], ["y"])]
-    return _onnx_graph(nodes, _gemm_inits())
-
-
-def onnx_custom_domain() -> bytes:
-    from onnx import helper
-
-    nodes = [_gemm("h"), helper.make_node("Evil", ["h"], ["y"], domain="com.evil")]
-    return _onnx_graph(nodes, _gemm_inits(), domain="com.evil")
-
-
-def onnx_external_data(location: str) -> bytes:
-    """An initializer whose bytes live in a file named ``location`` (must never be opened)."""
-    from onnx import TensorProto, numpy_helper
-
-    inits = _gemm_inits()
-    W = inits[0]
-    W.ClearField("raw_data")
-    W.data_location = TensorProto.EXTERNAL
-    for key, value in (("location", location), ("offset", "0"), ("length", "12")):
-        entry = W.external_data.add()
-        entry.key, entry.value = key, value
-    inits[0] = W
-    assert numpy_helper is not None
-    return _onnx_graph([_gemm()], inits)
-
-
-def _tensor(name: str, dims: list[int], raw: bytes = b"") -> Any:
-    """A float TensorProto built field by field (onnx.helper refuses inconsistent ones)."""
-    from onnx import TensorProto
-
-    t = TensorProto()
-    t.name, t.data_type, t.raw_data = name, TensorProto.FLOAT, raw
-    t.dims.extend(dims)
-    return t
-
-
-def onnx_huge_dims() -> bytes:
-    """An initializer whose dims claim 10^12 elements (and that holds none)."""
-    return _onnx_graph([_gemm()], [_tensor("W", [10**6, 10**6]), _tensor("b", [10**6])])
-
-
-def onnx_nan_initializer() -> bytes:
-    return _onnx_graph([_gemm()], _gemm_inits(np.array([[1.0, np.nan, 1.0]], np.float32)))
-
-
-def onnx_no_inputs_outputs() -> bytes:
-    return _onnx_graph([_gemm()], _gemm_inits(), inputs=False, outputs=False)
-
-
-def onnx_cyclic() -> bytes:
-    from onnx import helper
-
-    nodes = [
-        helper.make_node("Add", ["x", "c"], ["a"]),
-        helper.make_node("Tanh", ["a"], ["c"]),
-        _gemm("y", "c"),
-    ]
-    return _onnx_graph(nodes, _gemm_inits())
-
-
-def onnx_raw_data_short() -> bytes:
-    """dims [1, 3] with 4 bytes of raw data instead of 12."""
-    return _onnx_graph([_gemm()], [_tensor("W", [1, 3], b"\0" * 4), _gemm_inits()[1]])
-
-
-# ----- dataset payloads ---------------------------------------------------------------------
-
-
-def _npy_header(shape: tuple[int, ...], dtype: str = "<f8") -> bytes:
-    buf = io.BytesIO()
-    header = {"descr": dtype, "fortran_order": False, "shape": shape}
-    npy_format.write_array_header_1_0(buf, header)
-    return buf.getvalue()
-
-
-def _npz_members(members: dict[str, tuple[bytes, int]]) -> bytes:
-    """An .npz whose member ``name.npy`` is a header then ``zeros`` zero bytes, deflated as a
-    stream (a few MB on disk for GBs inflated)."""
-    buf = io.BytesIO()
-    chunk = bytes(2**20)
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, (header, zeros) in members.items():
-            with zf.open(f"{name}.npy", "w", force_zip64=True) as fh:
-                fh.write(header)
-                for _ in range(zeros // len(chunk)):
-                    fh.write(chunk)
-                fh.write(bytes(zeros % len(chunk)))
-    return buf.getvalue()
-
-
-def npz_huge_n() -> bytes:
-    return _npz_members({"X": (_npy_header((10**9, 3)), 2**20), "y": (_npy_header((6,)), 48)})
-
-
-def npz_huge_row() -> bytes:
-    """n = 6 (under every job limit) but each sample claims 10^10 values (480 GB)."""
-    X = (_npy_header((6, 10**10)), 4 * 2**20)
-    return _npz_members({"X": X, "y": (_npy_header((6,)), 48)})
-
-
-def npy_huge_row() -> bytes:
-    return _npy_header((6, 10**10)) + bytes(48)
-
-
-def npz_short_member() -> bytes:
-    """X.npy says (6, 3) (144 bytes of data) and holds 8."""
-    return _npz_members({"X": (_npy_header((6, 3)), 8), "y": (_npy_header((6,)), 48)})
-
-
-def json_data_text(X: str, y: str, extra: str = "") -> bytes:
-    return f'{{"X": {X}, "y": {y}{extra}}}'.encode()
-
-
-def weights_huge_header() -> bytes:
-    """Weights for mlp_spec() whose first member's header claims 10^10 entries (80 GB)."""
-    return _npz_members(
-        {
-            "0.weight": (_npy_header((10**10,)), 48 * 8),
-            "0.bias": (_npy_header((16,)), 16 * 8),
-            "2.weight": (_npy_header((1, 16)), 16 * 8),
-            "2.bias": (_npy_header((1,)), 8),
-        }
-    )
-
-
-def weights_pickled() -> bytes:
-    W = np.empty((16, 3), dtype=object)
-    W[:] = 0.0
-    W[0, 0] = _Touch(str(SENTINEL))
-    buf = io.BytesIO()
-    np.savez(buf, **{"0.weight": W, "0.bias": np.zeros(16)})
-    return buf.getvalue()
-
-
-def npz_small_header_huge_member() -> bytes:
-    """X.npy says (6, 3) and then inflates to 600 MiB of zeros."""
-    X = (_npy_header((6, 3)), 600 * 2**20)
-    return _npz_members({"X": X, "y": (_npy_header((6,)), 48)})
-
-
-class _Touch:
-    """Unpickling this creates a file: the corpus checks that it never happens."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (Path.touch, (Path(self.path),))
-
-
-def npz_pickled(sentinel: Path) -> bytes:
-    X = np.empty((6, 3), dtype=object)
-    X[:] = 0.0
-    X[0, 0] = _Touch(str(sentinel))
-    buf = io.BytesIO()
-    np.savez(buf, X=X, y=np.zeros(6))
-    return buf.getvalue()
-
-
-def npy_pickled(sentinel: Path) -> bytes:
-    table = np.empty((6, 4), dtype=object)
-    table[:] = 0.0
-    table[0, 0] = _Touch(str(sentinel))
-    buf = io.BytesIO()
-    np.save(buf, table, allow_pickle=True)
-    return buf.getvalue()
-
-
-def npz_with(X: np.ndarray | None = None, y: np.ndarray | None = None) -> bytes:
-    X0, y0 = small_data()
-    return npz_bytes(X0 if X is None else X, y0 if y is None else y)
-
-
-def npz_without_y() -> bytes:
-    buf = io.BytesIO()
-    np.savez(buf, X=small_data()[0])
-    return buf.getvalue()
-
-
-def csv_text(rows: list[str]) -> bytes:
-    return ("a,b,c,y\n" + "\n".join(rows) + "\n").encode()
-
-
-GOOD_ROWS = [f"{i}.0,{i}.5,{-i}.0,{i % 2}" for i in range(6)]
-
-
-def _deep(levels: int) -> str:
-    return "[" * levels + "]" * levels
 
 
 # ----- HTTP payloads ------------------------------------------------------------------------
@@ -522,17 +309,24 @@ def corpus() -> list[Case]:
         ),
         Case("onnx-dims-10^12", _onnx(onnx_huge_dims), 422, "too-many-parameters"),
         Case("onnx-nan-initializer", _onnx(onnx_nan_initializer), 422, "model-format"),
-        Case("onnx-no-inputs-outputs", _onnx(onnx_no_inputs_outputs), 422, "model-format"),
+        Case("onnx-no-inputs", _onnx(onnx_no_inputs), 422, "unsupported-operator"),
+        Case("onnx-no-outputs", _onnx(onnx_no_outputs), 422, "unsupported-operator"),
+        Case(
+            "onnx-inputs-and-outputs-undeclared",
+            _onnx(lambda: onnx_graph([gemm()], gemm_inits(), inputs=False, outputs=False)),
+            422,
+            "model-format",
+        ),
         Case("onnx-cyclic-graph", _onnx(onnx_cyclic), 422, "model-format"),
         Case("onnx-raw-data-short", _onnx(onnx_raw_data_short), 422, "model-format"),
         # JSON specs
         Case(
             "spec-nested-10^5-json-body",
-            _raw(f'{{"model_spec": {_deep(10**5)}}}'.encode(), "application/json"),
+            _raw(f'{{"model_spec": {deep(10**5)}}}'.encode(), "application/json"),
             422,
             "validation",
         ),
-        Case("spec-nested-10^5-file", _spec_file(_deep(10**5)), 422, "model-format"),
+        Case("spec-nested-10^5-file", _spec_file(deep(10**5)), 422, "model-format"),
         Case(
             "spec-1e400-json-body",
             _raw(
@@ -592,14 +386,34 @@ def corpus() -> list[Case]:
             "resource-limit",
         ),
         Case(
+            "npz-member-size-forged-small",
+            _data(npz_lying_member_size, "data.npz"),
+            422,
+            "dataset",
+        ),
+        Case("npy-header-claims-480GB", _data(npy_huge_row, "data.npy"), 413, "resource-limit"),
+        Case("npz-member-shorter-than-header", _data(npz_short_member, "data.npz"), 422, "dataset"),
+        Case(
+            "json-data-file-nested-10^5",
+            _data(json_data_text(deep(10**5), "[]"), "data.json"),
+            422,
+            "dataset",
+        ),
+        Case(
+            "json-data-file-duplicate-keys",
+            _data(json_data_text(json.dumps(Xl), json.dumps(yl), ', "y": [1]'), "data.json"),
+            422,
+            "dataset",
+        ),
+        Case(
             "npz-pickled-object-array",
-            _data(lambda: npz_pickled(SENTINEL), "data.npz"),
+            _data(npz_pickled, "data.npz"),
             422,
             "dataset",
         ),
         Case(
             "npy-pickled-object-array",
-            _data(lambda: npy_pickled(SENTINEL), "data.npy"),
+            _data(npy_pickled, "data.npy"),
             422,
             "dataset",
         ),
@@ -741,6 +555,34 @@ def _stored(s: Service) -> tuple[int, frozenset[str]]:
 
 CASES = corpus()
 
+DETAILS = {
+    "onnx-external-etc-passwd": "external data is refused",
+    "onnx-external-missing-file": "external data is refused",
+    "onnx-nan-initializer": "not finite",
+    "onnx-cyclic-graph": "topologically sorted",
+    "onnx-no-inputs": "exactly one input",
+    "onnx-no-outputs": "exactly one output",
+    "spec-nested-10^5-file": "nested too deeply",
+    "spec-duplicate-keys-json-body": "'input_dim' appears twice",
+    "spec-duplicate-keys-file": "'input_dim' appears twice",
+    "npz-header-claims-480GB-X": "claims shape (6, 10000000000)",
+    "npy-header-claims-480GB": "claims shape (6, 10000000000)",
+    "npz-member-inflates-to-600MiB": "629,145,728 bytes uncompressed",
+    "npz-member-size-forged-small": "Bad CRC-32",
+    "npz-member-shorter-than-header": "holds 8 bytes",
+    "npz-pickled-object-array": "pickle",
+    "npy-pickled-object-array": "pickle",
+    "weights-header-claims-80GB": "claims shape (10000000000,)",
+    "weights-pickled-object-array": "pickle",
+    "json-data-file-nested-10^5": "nested too deeply",
+    "json-data-file-duplicate-keys": "'y' appears twice",
+    "options-duplicate-key": "'seed' appears twice",
+    "options-seed-2^64": "less than or equal to 9223372036854775807",
+    "http-oversized-streamed": "PLCERT_MAX_UPLOAD_BYTES",
+    "http-stalled-body": "PLCERT_BODY_READ_TIMEOUT_S",
+}
+"""What the ``detail`` of some answers must say (the check that they fail for the right reason)."""
+
 
 def test_the_corpus_has_at_least_40_distinct_cases() -> None:
     names = [c.name for c in CASES]
@@ -763,6 +605,7 @@ def test_a_hostile_request_gets_its_problem_and_changes_nothing(
     else:
         body = assert_problem(answer, case.status)
     assert body["type"] == TYPE_PREFIX + case.code, body
+    assert DETAILS.get(case.name, "") in body["detail"], body
     assert "root:" not in json.dumps(body)  # no file content (/etc/passwd) is ever echoed
     assert service.client.get("/healthz").status_code == 200
     assert _stored(service) == before
