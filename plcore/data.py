@@ -187,7 +187,10 @@ def _check_npy_header(stream: Any, what: str, stored: int, limits: DataLimits) -
         elif version == (2, 0):
             shape, _, dtype = npy_format.read_array_header_2_0(stream)
         else:
-            raise DatasetError(f"{what} is an .npy of format version {version}; use 1.0 or 2.0")
+            raise DatasetError(
+                f"{what} has .npy format version {version[0]}.{version[1]}; only 1.0 and 2.0 "
+                "are read"
+            )
     except (ValueError, EOFError) as exc:
         raise DatasetError(f"{what} is not a readable .npy array: {exc}") from exc
     if dtype.hasobject:
