@@ -431,6 +431,15 @@ def corpus() -> list[Case]:
         Case("json-zero-samples", _inline([], []), 422, "dataset"),
         Case("json-non-numeric", _inline([["a", "b", "c"]], [0.0]), 422, "dataset"),
         Case(
+            "json-data-1e400",
+            _raw(
+                json.dumps(json_body()).replace(f"{Xl[0][0]!r}", "1e400", 1).encode(),
+                "application/json",
+            ),
+            422,
+            "dataset",
+        ),
+        Case(
             "json-nan-literal",
             _raw(
                 json.dumps(json_body(data={"X": [[float("nan")] * 3] * 6, "y": yl})).encode(),
@@ -525,6 +534,12 @@ def corpus() -> list[Case]:
             422,
             "validation",
         ),
+        Case(
+            "http-json-body-10MB-whitespace",
+            _raw(b" \n\t\r" * (10 * 2**18), "application/json"),
+            422,
+            "validation",
+        ),
         Case("http-json-body-empty", _raw(b"", "application/json"), 422, "validation"),
     ]
 
@@ -580,6 +595,7 @@ DETAILS = {
     "options-seed-2^64": "less than or equal to 9223372036854775807",
     "http-oversized-streamed": "PLCERT_MAX_UPLOAD_BYTES",
     "http-stalled-body": "PLCERT_BODY_READ_TIMEOUT_S",
+    "json-data-1e400": "non-finite",
 }
 """What the ``detail`` of some answers must say (the check that they fail for the right reason)."""
 
