@@ -45,9 +45,11 @@ from typing import Any, Final, Literal
 
 import numpy as np
 import torch
+from numpy.lib import format as npy_format
 
 from plcore.dataset import Dataset
 from plcore.errors import DatasetError, ResourceLimitError, ShapeMismatchError
+from plcore.json_text import loads_strict
 from plcore.models.base import Model
 
 DataFormat = Literal["npz", "npy", "csv", "json"]
@@ -166,10 +168,47 @@ def sniff_data_format(data: bytes) -> DataFormat:
     return "csv"
 
 
+def _member_name(archive: zipfile.ZipFile, key: str) -> str:
+    return f"{key}.npy" if f"{key}.npy" in archive.namelist() else key
+
+
 def _member_size(archive: zipfile.ZipFile, key: str) -> int:
-    names = archive.namelist()
-    member = f"{key}.npy" if f"{key}.npy" in names else key
-    return archive.getinfo(member).file_size
+    return archive.getinfo(_member_name(archive, key)).file_size
+
+
+def _check_npy_header(stream: Any, what: str, stored: int, limits: DataLimits) -> None:
+    """Refuse an .npy whose header describes an array over the limits, or other bytes than
+    ``stored`` (header included), from the header alone: ``np.load`` allocates the array the
+    header claims before it reads a byte of data (a 40-byte header can ask for terabytes)."""
+    try:
+        version = npy_format.read_magic(stream)
+        if version == (1, 0):
+            shape, _, dtype = npy_format.read_array_header_1_0(stream)
+        elif version == (2, 0):
+            shape, _, dtype = npy_format.read_array_header_2_0(stream)
+        else:
+            raise DatasetError(
+                f"{what} has .npy format version {version[0]}.{version[1]}; only 1.0 and 2.0 "
+                "are read"
+            )
+    except (ValueError, EOFError) as exc:
+        raise DatasetError(f"{what} is not a readable .npy array: {exc}") from exc
+    if dtype.hasobject:
+        raise DatasetError(
+            f"{what} holds Python objects (pickle); only numeric arrays are accepted"
+        )
+    count = math.prod(shape)
+    if count > limits.max_values:
+        raise ResourceLimitError(
+            f"{what} claims shape {tuple(shape)} = {count:,} values, over the limit of "
+            f"{limits.max_values:,}"
+        )
+    header = stream.tell()
+    if header + count * dtype.itemsize != stored:
+        raise DatasetError(
+            f"{what} claims shape {tuple(shape)} of {dtype} ({count * dtype.itemsize:,} bytes) "
+            f"but holds {stored - header:,} bytes of data"
+        )
 
 
 def _read_npz(data: bytes, limits: DataLimits) -> tuple[np.ndarray, np.ndarray]:
@@ -189,6 +228,8 @@ def _read_npz(data: bytes, limits: DataLimits) -> tuple[np.ndarray, np.ndarray]:
                         f"array {key!r} holds {size:,} bytes uncompressed, over the limit of "
                         f"{8 * limits.max_values:,}"
                     )
+                with archive.zip.open(_member_name(archive.zip, key)) as stream:
+                    _check_npy_header(stream, f"array {key!r} of the .npz", size, limits)
                 try:
                     arrays[key] = archive[key]
                 except ValueError as exc:
@@ -228,8 +269,9 @@ def _split_columns(
 
 
 def _read_npy(
-    data: bytes, target_columns: list[str] | None
+    data: bytes, target_columns: list[str] | None, limits: DataLimits
 ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    _check_npy_header(io.BytesIO(data), "the .npy", len(data), limits)
     try:
         table = np.load(io.BytesIO(data), allow_pickle=False)
     except ValueError as exc:
@@ -378,13 +420,13 @@ def load_dataset(
     if fmt == "npz":
         X, y = _read_npz(data, limits)
     elif fmt == "npy":
-        X, y, columns = _read_npy(data, target_columns)
+        X, y, columns = _read_npy(data, target_columns, limits)
     elif fmt == "csv":
         X, y, columns = _read_csv(data, target_columns, limits)
     else:
         try:
-            obj = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            obj = loads_strict(data)
+        except ValueError as exc:  # not JSON, not UTF-8, a key twice, nested too deeply
             raise DatasetError(f"the data is not valid JSON: {exc}") from exc
         if not isinstance(obj, dict):
             raise DatasetError(f"a JSON dataset must be an object {{X, y}}, got {type(obj)}")

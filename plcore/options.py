@@ -18,7 +18,12 @@ class CertifyOptions(BaseModel):
         "standard",
         description="Effort for the ball probes and the checking run: fast, standard or thorough.",
     )
-    seed: int = Field(0, ge=0, description="Seed of every random choice (probes, SGD batches).")
+    seed: int = Field(
+        0,
+        ge=0,
+        le=2**63 - 1,
+        description="Seed of every random choice (probes, SGD batches); torch takes 64 bits.",
+    )
     device: str = Field(
         "cpu", description="Torch device: 'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when present)."
     )

@@ -12,12 +12,14 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from plcore.json_text import DuplicateKeyError, loads_strict
 from plcore.models.spec_schema import SIZE_ONLY
 from plcore.options import CertifyOptions
 from service.errors import ProblemException
@@ -156,8 +158,8 @@ async def read_multipart(request: Request) -> Submission:
         if isinstance(raw_options, UploadFile):
             raw_options = (await raw_options.read()).decode("utf-8", "replace")
         try:
-            options_obj = json.loads(raw_options) if raw_options else {}
-        except json.JSONDecodeError as exc:
+            options_obj = loads_strict(raw_options) if raw_options else {}
+        except ValueError as exc:
             raise _invalid(
                 ["options"], f"options is not valid JSON: {exc}", "json_invalid"
             ) from None
@@ -189,6 +191,12 @@ async def read_json(request: Request) -> Submission:
         raise RequestValidationError(
             [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
         ) from None
+    # pydantic keeps the last of two equal keys; a body that means one thing here and another
+    # to a proxy or an audit log is refused (parsed again only once it is valid, in a thread).
+    try:
+        await anyio.to_thread.run_sync(loads_strict, raw)
+    except DuplicateKeyError as exc:
+        raise _invalid([], str(exc), "duplicate_key") from None
     spec = body.model_spec.model_dump(mode="json", exclude_none=False)
     model = json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()
     if isinstance(body.data, str):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from plcore.errors import ModelFormatError
+from plcore.json_text import loads_strict
 from plcore.models.base import Model
 
 ModelSourceFormat = Literal["json", "onnx"]
@@ -65,8 +65,8 @@ def _load(
             spec: Any = source
         else:
             try:
-                spec = json.loads(source)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                spec = loads_strict(source)
+            except ValueError as exc:  # not JSON, not UTF-8, a key twice, nested too deeply
                 raise ModelFormatError(f"model spec is not valid JSON: {exc}") from exc
         return load_spec_model(spec, weights=weights)
     if fmt == "onnx":

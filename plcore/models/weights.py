@@ -14,10 +14,11 @@ import io
 import math
 import zipfile
 from collections.abc import Mapping
-from typing import Final, Literal
+from typing import IO, Final, Literal
 
 import numpy as np
 import torch
+from numpy.lib import format as npy_format
 from torch import Tensor, nn
 
 from plcore.errors import ModelSpecError
@@ -52,6 +53,23 @@ def _is_int(t: Tensor) -> bool:
     return t.dtype in (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64)
 
 
+def _check_header_matches_size(stream: IO[bytes], key: str, stored: int) -> None:
+    """np.load allocates the array an .npy header claims before reading its data: a header
+    that claims more bytes than the member holds (a 10^10-entry shape over 48 bytes) is refused
+    from the header alone. Object arrays are left to np.load, which refuses pickles."""
+    version = npy_format.read_magic(stream)
+    if version == (1, 0):
+        shape, _, dtype = npy_format.read_array_header_1_0(stream)
+    else:
+        shape, _, dtype = npy_format.read_array_header_2_0(stream)
+    claimed = math.prod(shape) * dtype.itemsize
+    if not dtype.hasobject and stream.tell() + claimed != stored:
+        raise ModelSpecError(
+            f"weight {key!r} claims shape {tuple(shape)} of {dtype} ({claimed:,} bytes) in its "
+            f".npy header but holds {stored - stream.tell():,} bytes of data"
+        )
+
+
 def _read_npz(data: bytes, expected: Mapping[str, tuple[int, ...]]) -> dict[str, Tensor | None]:
     """The arrays of the expected keys (None for other keys, which are never decompressed)."""
     out: dict[str, Tensor | None] = {}
@@ -69,6 +87,8 @@ def _read_npz(data: bytes, expected: Mapping[str, tuple[int, ...]]) -> dict[str,
                         f"weight {key!r} holds {size:,} bytes uncompressed, more than a float64 "
                         f"array of shape {expected[key]} needs ({limit:,} with header)"
                     )
+                with archive.zip.open(f"{key}.npy") as stream:
+                    _check_header_matches_size(stream, key, size)
                 try:
                     out[key] = _to_float64(key, archive[key])
                 except ValueError as exc:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import zipfile
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from numpy.lib import format as npy_format
 
 from plcore.data import DataLimits, array_digest, check_fits, load_dataset, sniff_data_format
 from plcore.errors import DatasetError, ResourceLimitError, ShapeMismatchError
@@ -444,3 +446,67 @@ def test_check_fits_names_both_output_dimensions() -> None:
         r"output_dim 2$",
     ):
         check_fits(_model([4], 2), load_dataset({"X": X4, "y": Y1}))
+
+
+def _npy_header(shape: tuple[int, ...], descr: str = "<f8") -> bytes:
+    buf = io.BytesIO()
+    npy_format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
+def _npz_raw(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, raw in members.items():
+            zf.writestr(f"{name}.npy", raw)
+    return buf.getvalue()
+
+
+def test_an_npy_header_claiming_more_values_than_the_limit_is_refused_before_allocation() -> None:
+    # 48 bytes of data under a header that asks for 480 GB: np.load would allocate first.
+    raw = _npy_header((6, 10**10)) + bytes(48)
+    with pytest.raises(ResourceLimitError, match=r"the \.npy claims shape \(6, 10000000000\)"):
+        load_dataset(raw, format="npy")
+    npz = _npz_raw({"X": raw, "y": _npy_header((6,)) + bytes(48)})
+    with pytest.raises(
+        ResourceLimitError, match=r"array 'X' of the \.npz claims shape .* = 60,000,000,000 values"
+    ):
+        load_dataset(npz, format="npz")
+
+
+def test_the_value_limit_applies_to_the_header_shape() -> None:
+    npz = _npz_raw({"X": _npy_header((6, 3)) + bytes(144), "y": _npy_header((6,)) + bytes(48)})
+    with pytest.raises(ResourceLimitError, match="= 18 values, over the limit of 10"):
+        load_dataset(npz, format="npz", limits=DataLimits(max_values=10))
+    assert load_dataset(npz, format="npz").X.shape == (6, 3)
+
+
+def test_an_npy_header_that_disagrees_with_the_bytes_held_is_refused() -> None:
+    short = _npz_raw({"X": _npy_header((6, 3)) + bytes(8), "y": _npy_header((6,)) + bytes(48)})
+    with pytest.raises(
+        DatasetError,
+        match=r"claims shape \(6, 3\) of float64 \(144 bytes\) but "
+        r"holds 8 bytes",
+    ):
+        load_dataset(short, format="npz")
+    long = _npy_header((6, 4)) + bytes(6 * 4 * 8 + 8)
+    with pytest.raises(DatasetError, match="but holds 200 bytes"):
+        load_dataset(long, format="npy")
+
+
+def test_an_npy_of_an_unknown_format_version_or_a_garbled_header_is_refused() -> None:
+    raw = bytearray(_npy_header((6, 4)) + bytes(192))
+    raw[6] = 9  # major version byte
+    with pytest.raises(DatasetError, match=r"has \.npy format version 9\.0; only 1\.0 and 2\.0"):
+        load_dataset(bytes(raw), format="npy")
+    garbled = b"\x93NUMPY\x01\x00\x10\x00{'descr': ?????}"
+    with pytest.raises(DatasetError, match=r"the \.npy is not a readable \.npy array"):
+        load_dataset(garbled, format="npy")
+
+
+@pytest.mark.parametrize("fmt", ["json", None])
+def test_a_json_dataset_with_a_key_twice_or_nested_too_deep_is_refused(fmt: str | None) -> None:
+    with pytest.raises(DatasetError, match="the key 'y' appears twice"):
+        load_dataset(b'{"X": [[1.0], [2.0]], "y": [1.0, 2.0], "y": [3.0, 4.0]}', format=fmt)
+    with pytest.raises(DatasetError, match="nested too deeply"):
+        load_dataset(b'{"X": ' + b"[" * 10**5 + b"]" * 10**5 + b', "y": []}', format=fmt)

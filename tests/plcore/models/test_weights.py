@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import pickle
+import zipfile
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from numpy.lib import format as npy_format
 from safetensors.torch import save as safetensors_save
 
 from plcore.errors import ModelSpecError
@@ -137,4 +139,28 @@ def test_npz_member_larger_than_its_shape_is_not_decompressed() -> None:
     arrays["0.weight"] = np.zeros(200_000)  # compresses to a few hundred bytes
     np.savez_compressed(buf, **arrays)
     with pytest.raises(ModelSpecError, match=r"weight '0\.weight' holds 1,600,128 bytes"):
+        load_spec_model(SPEC, weights=buf.getvalue())
+
+
+def test_an_npz_weight_whose_header_claims_more_than_it_holds_is_refused() -> None:
+    # The header asks np.load for 80 GB; the member holds the 4 x 3 floats the model needs.
+    header = io.BytesIO()
+    npy_format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": (10**10,)}
+    )
+    arrays: dict[str, Any] = {k: v.numpy() for k, v in reference_params().items()}
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, array in arrays.items():
+            raw = header.getvalue() + array.astype("<f8").tobytes() if name == "0.weight" else None
+            with zf.open(f"{name}.npy", "w") as fh:
+                if raw is None:
+                    np.save(fh, array)
+                else:
+                    fh.write(raw)
+    with pytest.raises(
+        ModelSpecError,
+        match=r"weight '0\.weight' claims shape \(10000000000,\) of float64 \(80,000,000,000 "
+        r"bytes\) in its \.npy header but holds 96 bytes",
+    ):
         load_spec_model(SPEC, weights=buf.getvalue())
