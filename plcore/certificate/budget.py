@@ -100,7 +100,7 @@ BUDGETS: Final[dict[str, Budget]] = {
         hessian_tol=1e-8,
         hessian_max_iter=25,
         krylov_dim=20,
-        probe_hessian_max_iter=4,
+        probe_hessian_max_iter=2,
         power_krylov_dim=10,
         power_race_iter=2,
     ),
