@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Select, delete, false, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Select, and_, delete, not_, or_, select, update
 
 from service.store.artifacts import ArtifactStore
 from service.store.jobs import JobStore
@@ -62,35 +62,37 @@ def retention_cutoff(retention_days: float, now: datetime | None = None) -> date
     return (now or utcnow()) - timedelta(days=retention_days)
 
 
+def _expired(cutoff: datetime) -> ColumnElement[bool]:
+    """Jobs due for expiry: terminal, not deleted, finished before ``cutoff``."""
+    return and_(
+        jobs.c.deleted_at.is_(None),
+        jobs.c.status.in_(TERMINAL_STATUSES),
+        jobs.c.finished_at < cutoff,
+    )
+
+
 def _expired_query(cutoff: datetime) -> Select[tuple[str, str, str, datetime]]:
     return (
         select(jobs.c.id, jobs.c.tenant, jobs.c.status, jobs.c.finished_at)
-        .where(
-            jobs.c.deleted_at.is_(None),
-            jobs.c.status.in_(TERMINAL_STATUSES),
-            jobs.c.finished_at < cutoff,
-        )
+        .where(_expired(cutoff))
         .order_by(jobs.c.finished_at, jobs.c.id)
     )
 
 
-def _files_only_these_use(
-    conn: Connection, artifacts: ArtifactStore, job_ids: set[str]
+def _files_only_expired_jobs_use(
+    conn: Connection, artifacts: ArtifactStore, cutoff: datetime
 ) -> list[str]:
-    """Refs of the files of ``job_ids`` that no other job whose files are kept refers to."""
-    if not job_ids:
-        return []
+    """Refs of the files of the expiring jobs that no kept job (one whose files are not
+    purged and that does not expire) refers to."""
     refs: set[str] = set()
-    for row in conn.execute(
-        select(*(jobs.c[col] for col in REF_COLUMNS)).where(jobs.c.id.in_(job_ids))
-    ):
+    for row in conn.execute(select(*(jobs.c[col] for col in REF_COLUMNS)).where(_expired(cutoff))):
         refs.update(r for r in row if r)
     out = []
     for ref in sorted(refs):
         kept_by = conn.execute(
             select(jobs.c.id)
             .where(
-                jobs.c.id.not_in(job_ids),
+                or_(jobs.c.finished_at.is_(None), not_(_expired(cutoff))),  # NULL-safe
                 jobs.c.artifacts_purged_at.is_(None),
                 or_(*(jobs.c[col] == ref for col in REF_COLUMNS)),
             )
@@ -120,8 +122,26 @@ def plan_expiry(
     with store.engine.connect() as conn:
         rows = conn.execute(_expired_query(cutoff)).all()
         result.jobs = [ExpiredJob(r.id, r.tenant, r.status, r.finished_at) for r in rows]
-        result.files = _files_only_these_use(conn, artifacts, {j.id for j in result.jobs})
+        result.files = _files_only_expired_jobs_use(conn, artifacts, cutoff)
     return result
+
+
+def _drop_purged_rows(store: JobStore, gone: ColumnElement[bool]) -> int:
+    """Delete the rows (and Idempotency-Keys) of deleted, finished, purged jobs matching
+    ``gone``; returns how many rows went."""
+    done = (
+        select(jobs.c.id)
+        .where(
+            gone,
+            jobs.c.deleted_at.is_not(None),
+            jobs.c.status.in_(TERMINAL_STATUSES),
+            jobs.c.artifacts_purged_at.is_not(None),
+        )
+        .scalar_subquery()
+    )
+    with store.engine.begin() as conn:
+        conn.execute(delete(idempotency).where(idempotency.c.job_id.in_(done)))
+        return int(conn.execute(delete(jobs).where(jobs.c.id.in_(done))).rowcount)
 
 
 def expire_jobs(
@@ -132,7 +152,10 @@ def expire_jobs(
     now: datetime | None = None,
 ) -> RetentionResult:
     """Delete the jobs that finished before the retention cutoff, with their unshared files,
-    and drop the rows of deleted jobs whose files are gone (the module docstring)."""
+    and drop the rows of deleted jobs whose files are gone (the module docstring).
+
+    Works in batches of :data:`BATCH` jobs: tombstone them, purge their files, drop their rows.
+    """
     now = now or utcnow()
     cutoff = retention_cutoff(retention_days, now)
     result = RetentionResult(cutoff=cutoff, dry_run=False)
@@ -143,8 +166,8 @@ def expire_jobs(
             rows = conn.execute(_expired_query(cutoff).limit(BATCH)).all()
             ids = [r.id for r in rows]
             if ids:
-                # CAS on the state read: a job cannot leave a terminal state, but it can be
-                # deleted meanwhile by its owner (then it is purged as a deleted job).
+                # A finished job cannot change state any more, but its owner may delete it
+                # meanwhile (then it is purged as a deleted job): only untouched rows move.
                 conn.execute(
                     update(jobs)
                     .where(jobs.c.id.in_(ids), jobs.c.deleted_at.is_(None))
@@ -152,30 +175,17 @@ def expire_jobs(
                 )
                 conn.execute(delete(idempotency).where(idempotency.c.job_id.in_(ids)))
         result.jobs += [ExpiredJob(r.id, r.tenant, r.status, r.finished_at) for r in rows]
+        while True:
+            n, removed = purge_batch(store, artifacts, limit=BATCH)
+            result.files += removed
+            if n == 0:
+                break
+        if ids:
+            result.rows_deleted += _drop_purged_rows(store, jobs.c.id.in_(ids))
         if len(rows) < BATCH:
             break
-    while True:
-        n, removed = purge_batch(store, artifacts, limit=BATCH)
-        result.files += removed
-        if n == 0:
-            break
-    with store.engine.begin() as conn:
-        gone = or_(
-            jobs.c.id.in_([j.id for j in result.jobs]) if result.jobs else false(),
-            jobs.c.deleted_at < cutoff,
-        )
-        done = (
-            select(jobs.c.id)
-            .where(
-                gone,
-                jobs.c.deleted_at.is_not(None),
-                jobs.c.status.in_(TERMINAL_STATUSES),
-                jobs.c.artifacts_purged_at.is_not(None),
-            )
-            .scalar_subquery()
-        )
-        conn.execute(delete(idempotency).where(idempotency.c.job_id.in_(done)))
-        result.rows_deleted = conn.execute(delete(jobs).where(jobs.c.id.in_(done))).rowcount
+    # Tombstones of jobs their owners deleted more than the retention period ago.
+    result.rows_deleted += _drop_purged_rows(store, jobs.c.deleted_at < cutoff)
     if result.jobs or result.rows_deleted:
         log.info(
             "retention (%g days): expired %d jobs, removed %d files, dropped %d rows",

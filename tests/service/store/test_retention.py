@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from service.config import ConfigError
+from service.store import retention
 from service.store.artifacts import ArtifactStore
 from service.store.jobs import JobRecord, JobStore, utcnow
 from service.store.models import idempotency, jobs
@@ -128,6 +129,23 @@ def test_expiry_frees_the_idempotency_key_and_drops_old_tombstones(
     with store.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(idempotency)).scalar_one() == 0
     assert not any(p.is_file() for p in (tmp_path / "artifacts").rglob("*"))
+
+
+def test_a_backlog_larger_than_a_batch_is_worked_off_in_one_call(
+    store: JobStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(retention, "BATCH", 2)
+    artifacts = ArtifactStore(tmp_path / "artifacts")
+    done = [_job(store, artifacts, b"m", f"d{i}".encode()) for i in range(5)]
+    for job in done:
+        _finish(store, artifacts, job, f"r{job.id}".encode())
+    live = _job(store, artifacts, b"m", b"live")
+    later = utcnow() + timedelta(days=DAYS + 1)
+    assert len(plan_expiry(store, artifacts, retention_days=DAYS, now=later).files) == 10
+    result = expire_jobs(store, artifacts, retention_days=DAYS, now=later)
+    assert sorted(j.id for j in result.jobs) == sorted(j.id for j in done)
+    assert len(result.files) == 10 and result.rows_deleted == 5 and _rows(store) == 1
+    assert artifacts.exists(live.model_ref) and artifacts.exists(live.data_ref)
 
 
 def test_zero_days_keeps_everything(store: JobStore, tmp_path: Path) -> None:
