@@ -192,6 +192,36 @@ class Settings(BaseSettings):
         description="Most parameter-sample products m n of one Hessian-vector product on all "
         "samples; more is a 422 'hessian-work-too-large'.",
     )
+    max_queued_per_tenant: int = Field(
+        0,
+        ge=0,
+        description="Most queued jobs of one tenant; a submission beyond it is a 429 "
+        "'tenant-quota'. 0 = no limit.",
+    )
+    max_running_per_tenant: int = Field(
+        0,
+        ge=0,
+        description="Running-job allowance of one tenant, enforced at submit only: a tenant may "
+        "hold at most max_queued + max_running unfinished (queued + running) jobs, or "
+        "max_running when the queued cap is 0; beyond it a submission is a 429 "
+        "'tenant-quota'. 0 = no limit.",
+    )
+    rate_limit: int = Field(
+        6000,
+        ge=0,
+        description="Requests per minute of one tenant to the /v1 routes (token bucket in each "
+        "API process, bursts of up to one minute's worth); beyond it a 429 'rate-limited' "
+        "with Retry-After. 0 = no limit. The default (100/s) admits the OpenAPI fuzz run of the "
+        "tests, about 3,200 requests in under a minute.",
+    )
+    retention_days: float = Field(
+        30.0,
+        ge=0,
+        le=36500,
+        allow_inf_nan=False,
+        description="Finished jobs (and their files) are deleted this many days after they "
+        "finished, by the janitor and by `plcert gc`. 0 = keep forever.",
+    )
     body_read_timeout_s: float = Field(
         30.0, gt=0, description="Longest wait for the next chunk of a request body (408 after)."
     )

@@ -26,6 +26,7 @@ from service.middleware import (
 )
 from service.openapi import complete as complete_openapi
 from service.openapi import for_auth_mode
+from service.ratelimit import RateLimiter
 from service.routes import certifications, estimates, health
 from service.routes.docs import install_docs
 from service.store.artifacts import ArtifactStore
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = store
     app.state.artifacts = ArtifactStore(settings.artifacts_dir)
     app.state.metrics = metrics
+    app.state.rate_limiter = RateLimiter(settings.rate_limit)
     app.state.dispatcher = (
         _no_dispatch if settings.dispatch == "none" else celery_dispatcher(settings)
     )

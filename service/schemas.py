@@ -37,6 +37,8 @@ _PROBLEM_DESCRIPTIONS = {
     413: "Request body over the upload limit",
     415: "Unsupported content type",
     422: "Invalid request, model, data or options",
+    429: "Too many requests (rate-limited) or too many unfinished jobs (tenant-quota); "
+    "see Retry-After",
     500: "Internal error (no details exposed; see the log by request id)",
     503: "A dependency is not ready",
 }
@@ -56,6 +58,23 @@ def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         }
         for code in codes
     }
+
+
+RETRY_AFTER_HEADER = {
+    "Retry-After": {
+        "description": "Seconds to wait before retrying",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+
+
+def limited_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """:func:`problem_responses` for ``codes`` plus the 429 of the tenancy limits, with its
+    ``Retry-After`` header (routes behind ``service.deps.rate_limit``)."""
+    out = problem_responses(*codes, 429)
+    out[429] = {**out[429], "headers": RETRY_AFTER_HEADER}
+    return out
 
 
 class InlineData(BaseModel):

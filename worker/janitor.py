@@ -13,7 +13,9 @@ them again; stale queued jobs are re-sent at most once per that interval by each
 duplicate message is harmless: :meth:`JobStore.claim` lets exactly one delivery run, and after
 ``PLCERT_MAX_ATTEMPTS`` claims the job is failed instead of looping on a poison input.
 
-The janitor also removes the files of deleted jobs that finished (``service.store.purge``).
+The janitor also removes the files of deleted jobs that finished (``service.store.purge``), and
+at most every :data:`RETENTION_INTERVAL_S` (first at its first sweep) deletes the jobs that
+finished more than ``PLCERT_RETENTION_DAYS`` ago with their files (``service.store.retention``).
 With the ``filesystem://`` broker it also deletes copies of consumed messages in
 ``{data_dir}/broker/processed`` once they are a day old (kombu keeps every one otherwise).
 
@@ -34,6 +36,7 @@ from service.config import Settings
 from service.store.artifacts import ArtifactStore
 from service.store.jobs import JobRecord, JobStore
 from service.store.purge import purge_deleted_artifacts
+from service.store.retention import expire_jobs
 
 log = logging.getLogger("plcert.janitor")
 
@@ -41,6 +44,8 @@ Enqueue = Callable[[JobRecord], None]
 
 
 PROCESSED_RETENTION_S = 24 * 3600.0
+RETENTION_INTERVAL_S = 3600.0
+"""Seconds between two retention passes of one janitor (expiry is measured in days)."""
 
 
 @dataclass
@@ -51,6 +56,8 @@ class SweepResult:
     resent: list[str] = field(default_factory=list)
     pruned: int = 0
     purged_files: int = 0
+    expired: list[str] = field(default_factory=list)
+    """Ids of the jobs deleted by retention in this sweep (``PLCERT_RETENTION_DAYS``)."""
 
 
 class Janitor:
@@ -67,6 +74,7 @@ class Janitor:
         self.store, self.settings, self.enqueue = store, settings, enqueue
         self.interval_s = interval_s or default_interval(settings)
         self._resent_at: dict[str, float] = {}
+        self._retention_at: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -97,7 +105,15 @@ class Janitor:
             result.pruned = prune_processed(self.settings.broker_dir / "processed")
         # Files of jobs deleted while running, once they stopped (service.store.purge).
         artifacts = ArtifactStore(self.settings.artifacts_dir)
-        result.purged_files = purge_deleted_artifacts(self.store, artifacts)
+        days = float(self.settings.retention_days)
+        if days > 0 and (
+            self._retention_at is None or mono - self._retention_at >= RETENTION_INTERVAL_S
+        ):
+            self._retention_at = mono
+            expired = expire_jobs(self.store, artifacts, retention_days=days, now=now)
+            result.expired = [j.id for j in expired.jobs]
+            result.purged_files += len(expired.files)
+        result.purged_files += purge_deleted_artifacts(self.store, artifacts)
         return result
 
     def _send(self, job: JobRecord, into: list[str]) -> None:

@@ -20,14 +20,22 @@ import logging
 from typing import Annotated, Literal
 
 import anyio
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
 from plcore.estimate.cost import CostEstimate, estimate_for
 from plcore.estimate.limits import SizeLimits
 from plcore.report.schema import Report
-from service.deps import ArtifactsDep, DispatcherDep, SettingsDep, StoreDep, TenantDep
+from service.deps import (
+    ArtifactsDep,
+    DispatcherDep,
+    SettingsDep,
+    StoreDep,
+    TenantDep,
+    check_tenant_quota,
+    rate_limit,
+)
 from service.errors import ProblemException
 from service.guards import check_submission
 from service.schemas import (
@@ -35,7 +43,7 @@ from service.schemas import (
     CertificationJob,
     CertificationList,
     JobStatus,
-    problem_responses,
+    limited_responses,
 )
 from service.store.jobs import CURSOR_MAX_LENGTH, CURSOR_PATTERN, JobRecord, JobStore
 from service.store.purge import purge_deleted_artifacts
@@ -51,7 +59,11 @@ REPORT_HTML_HEADERS = {
     "X-Content-Type-Options": "nosniff",
 }
 
-router = APIRouter(prefix=f"{API_PREFIX}/certifications", tags=["certifications"])
+router = APIRouter(
+    prefix=f"{API_PREFIX}/certifications",
+    tags=["certifications"],
+    dependencies=[Depends(rate_limit)],
+)
 
 
 def _job_response(response: Response, job: JobRecord) -> CertificationJob:
@@ -133,7 +145,7 @@ async def _get_or_404(store: JobStore, job_id: str, tenant: str) -> JobRecord:
     response_model=CertificationJob,
     summary="Submit a certification job",
     openapi_extra=SUBMIT_OPENAPI,
-    responses=problem_responses(401, 413, 415, 422),
+    responses=limited_responses(401, 413, 415, 422),
 )
 async def create_certification(
     request: Request,
@@ -161,6 +173,11 @@ async def create_certification(
     data that does not fit the model is answered with 422 here, and so is a job whose estimated
     peak memory exceeds the worker's limit (``PLCERT_WORKER_MEMORY_LIMIT``; see
     ``POST /v1/estimates``).
+
+    429 ``tenant-quota`` when the tenant already holds as many queued (or queued and running)
+    jobs as ``PLCERT_MAX_QUEUED_PER_TENANT`` / ``PLCERT_MAX_RUNNING_PER_TENANT`` allow; 429
+    ``rate-limited`` beyond ``PLCERT_RATE_LIMIT`` requests per minute (every ``/v1`` route).
+    Both carry ``Retry-After``. An Idempotency-Key replay is answered before the quota check.
     """
     sub = await read_submission(request)
     body_sha256 = sub.body_sha256()
@@ -178,6 +195,7 @@ async def create_certification(
             response.headers["Idempotent-Replayed"] = "true"
             return _job_response(response, job)
 
+    await run_in_threadpool(check_tenant_quota, settings, store, tenant)
     estimate = await validate_and_estimate(
         sub, settings.validation_timeout_s, limits=settings.size_limits
     )
@@ -210,7 +228,7 @@ async def create_certification(
     "",
     response_model=CertificationList,
     summary="List your certification jobs, newest first",
-    responses=problem_responses(401, 422),
+    responses=limited_responses(401, 422),
 )
 async def list_certifications(
     tenant: TenantDep,
@@ -243,7 +261,7 @@ async def list_certifications(
     "/{job_id}",
     response_model=CertificationJob,
     summary="Status and progress of a job",
-    responses=problem_responses(401, 404),
+    responses=limited_responses(401, 404),
 )
 async def get_certification(
     job_id: str, response: Response, tenant: TenantDep, store: StoreDep
@@ -274,7 +292,7 @@ async def _report_ref(store: JobStore, job_id: str, tenant: str, kind: str) -> s
     response_class=Response,
     responses={
         200: {"model": Report, "description": "The report (schema_version 1)"},
-        **problem_responses(401, 404, 409),
+        **limited_responses(401, 404, 409),
     },
 )
 async def get_report(
@@ -290,7 +308,7 @@ async def get_report(
     "/{job_id}/report.html",
     summary="The HTML report of a finished job",
     response_class=HTMLResponse,
-    responses=problem_responses(401, 404, 409),
+    responses=limited_responses(401, 404, 409),
 )
 async def get_report_html(
     job_id: str, tenant: TenantDep, store: StoreDep, artifacts: ArtifactsDep
@@ -306,7 +324,7 @@ async def get_report_html(
     status_code=202,
     response_model=CertificationJob,
     summary="Cancel a job",
-    responses=problem_responses(401, 404, 409),
+    responses=limited_responses(401, 404, 409),
 )
 async def cancel_certification(
     job_id: str, response: Response, tenant: TenantDep, store: StoreDep
@@ -327,7 +345,7 @@ async def cancel_certification(
     status_code=204,
     response_class=Response,
     summary="Delete a job",
-    responses=problem_responses(401, 404),
+    responses=limited_responses(401, 404),
 )
 async def delete_certification(
     job_id: str, tenant: TenantDep, store: StoreDep, artifacts: ArtifactsDep

@@ -8,14 +8,18 @@ submission does, and answers 200 with the estimated wall time and peak memory
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
-from service.deps import SettingsDep, TenantDep
+from service.deps import SettingsDep, TenantDep, rate_limit
 from service.routes.certifications import validate_and_estimate
-from service.schemas import API_PREFIX, CostEstimateOut, problem_responses
+from service.schemas import API_PREFIX, CostEstimateOut, limited_responses
 from service.submission import SUBMIT_OPENAPI, read_submission
 
-router = APIRouter(prefix=f"{API_PREFIX}/estimates", tags=["certifications"])
+router = APIRouter(
+    prefix=f"{API_PREFIX}/estimates",
+    tags=["certifications"],
+    dependencies=[Depends(rate_limit)],
+)
 
 
 @router.post(
@@ -23,7 +27,7 @@ router = APIRouter(prefix=f"{API_PREFIX}/estimates", tags=["certifications"])
     response_model=CostEstimateOut,
     summary="Estimate the time and memory of a certification (dry run)",
     openapi_extra=SUBMIT_OPENAPI,
-    responses=problem_responses(401, 413, 415, 422),
+    responses=limited_responses(401, 413, 415, 422),
 )
 async def create_estimate(
     request: Request, tenant: TenantDep, settings: SettingsDep

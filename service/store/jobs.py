@@ -598,6 +598,22 @@ class JobStore:
             ).scalar_one_or_none()
         return status == "queued"
 
+    def unfinished_counts(self, tenant: str) -> dict[str, int]:
+        """``{"queued": n, "running": m}``: the tenant's unfinished jobs (for the tenant quota).
+
+        Deleted jobs that still run count: they hold a worker until they stop.
+        """
+        q = (
+            select(jobs.c.status, func.count())
+            .where(jobs.c.tenant == tenant, jobs.c.status.in_(("queued", "running")))
+            .group_by(jobs.c.status)
+        )
+        out = {"queued": 0, "running": 0}
+        with self._read() as conn:
+            for status, n in conn.execute(q):
+                out[status] = int(n)
+        return out
+
     # ----- metrics ------------------------------------------------------------------------
 
     def counts_by_status(self) -> dict[str, int]:

@@ -42,7 +42,15 @@ def _still_used(conn: Connection, ref: str, job_id: str) -> bool:
 def purge_deleted_artifacts(store: JobStore, artifacts: ArtifactStore, *, limit: int = 100) -> int:
     """Remove the unshared files of up to ``limit`` deleted, finished jobs; returns how many
     files were removed (see the module docstring)."""
-    removed = 0
+    return len(purge_batch(store, artifacts, limit=limit)[1])
+
+
+def purge_batch(
+    store: JobStore, artifacts: ArtifactStore, *, limit: int = 100
+) -> tuple[int, list[str]]:
+    """:func:`purge_deleted_artifacts` that also tells how many jobs it purged (0: none was
+    left) and which files it removed."""
+    removed: list[str] = []
     now = utcnow()
     with store.engine.begin() as conn:
         if conn.dialect.name == "postgresql":
@@ -59,9 +67,9 @@ def purge_deleted_artifacts(store: JobStore, artifacts: ArtifactStore, *, limit:
         for row in candidates:
             job_id = row[0]
             conn.execute(update(jobs).where(jobs.c.id == job_id).values(artifacts_purged_at=now))
-            for ref in {r for r in row[1:] if r}:
+            for ref in sorted({r for r in row[1:] if r}):
                 if not _still_used(conn, ref, job_id) and artifacts.delete(ref):
-                    removed += 1
+                    removed.append(ref)
     if candidates:
-        log.info("purged %d files of %d deleted jobs", removed, len(candidates))
-    return removed
+        log.info("purged %d files of %d deleted jobs", len(removed), len(candidates))
+    return len(candidates), removed

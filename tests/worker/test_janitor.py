@@ -93,3 +93,23 @@ def test_old_consumed_message_copies_are_pruned_and_recent_ones_kept(tmp_path: P
     assert prune_processed(folder) == 1
     assert not old.exists() and new.exists()
     assert prune_processed(tmp_path / "missing") == 0
+
+
+def test_the_janitor_expires_jobs_past_retention_once_per_interval(
+    store: JobStore, artifacts: ArtifactStore, settings: Settings
+) -> None:
+    assert settings.retention_days > 0
+    old, kept = make_job(store, artifacts), make_job(store, artifacts)
+    for job in (old, kept):
+        assert store.claim(job.id, worker_id="w", lease_s=60) is not None
+        assert store.finish(job.id, attempt=1, status="succeeded")
+    janitor, _ = _janitor(store, settings)
+    assert janitor.sweep().expired == []  # both finished just now
+    later = utcnow() + timedelta(days=settings.retention_days, seconds=1)
+    # The first pass ran in the first sweep: the next waits for RETENTION_INTERVAL_S.
+    assert janitor.sweep(later).expired == []
+    janitor._retention_at = None  # as if the interval had passed
+    result = janitor.sweep(later)
+    assert sorted(result.expired) == sorted([old.id, kept.id]) and result.purged_files >= 1
+    assert store.get_job(old.id) is None and store.get_job(kept.id) is None
+    assert not artifacts.exists(old.data_ref) and not artifacts.exists(kept.model_ref)
