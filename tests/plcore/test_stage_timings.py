@@ -28,5 +28,6 @@ def test_timings_cover_every_reported_stage_and_add_up_to_the_run() -> None:
     assert set(report.timings) == set(seen)
     assert {"initial quantities", "hessian norm", "checking run", "report"} <= set(report.timings)
     assert all(v >= 0 for v in report.timings.values())
-    assert sum(report.timings.values()) <= wall
+    # each time is rounded to the millisecond: the sum may exceed the wall by half a ms a stage
+    assert sum(report.timings.values()) <= wall + 0.0005 * len(report.timings)
     assert sum(report.timings.values()) >= 0.8 * report.provenance.elapsed_s
