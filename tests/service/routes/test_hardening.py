@@ -13,6 +13,7 @@ import pytest
 from starlette.types import Message
 
 from service.config import hash_api_key
+from tests.service.asgi_support import post_scope
 from tests.service.conftest import ALICE_KEY, AppFactory, assert_problem, json_body, multipart_files
 
 URL = "/v1/certifications"
@@ -133,21 +134,7 @@ def test_a_body_that_stalls_after_the_headers_is_answered_408(make_client: AppFa
     async def send(message: Message) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": URL,
-        "raw_path": URL.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json"), (b"host", b"testserver")],
-        "client": ("127.0.0.1", 1),
-        "server": ("testserver", 80),
-        "state": {},
-    }
+    scope = post_scope(URL)
 
     async def run() -> float:
         started = time.monotonic()

@@ -28,6 +28,7 @@ from starlette.types import Message
 from service.deps import get_dispatcher
 from service.errors import TYPE_PREFIX
 from service.main import create_app
+from tests.service.asgi_support import post_scope
 from tests.service.conftest import (
     RecordingDispatcher,
     assert_problem,
@@ -242,21 +243,7 @@ def stalled_body() -> Send:
         async def collect(message: Message) -> None:
             sent.append(message)
 
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": URL,
-            "raw_path": URL.encode(),
-            "root_path": "",
-            "query_string": b"",
-            "headers": [(b"content-type", b"application/json"), (b"host", b"testserver")],
-            "client": ("127.0.0.1", 1),
-            "server": ("testserver", 80),
-            "state": {},
-        }
+        scope = post_scope(URL)
 
         async def run() -> None:
             with anyio.fail_after(10):
