@@ -101,9 +101,13 @@ def run_case(case: tuple[str, str]) -> CaseResult:
     from bench.workloads import BUILDERS
     from plcore import CertifyOptions, certify
     from plcore.certificate.timings import StageClock
+    from plcore.hessian.hvp import warm_up
 
     name, budget = case
     w = BUILDERS[name]()
+    # as a worker does when it starts: the lazy imports of the first second-order passes
+    # (torch._dynamo, sympy; 1-3 s) are paid before the timed run
+    warm_up()
     last = [""]
 
     def on_progress(fraction: float, stage: str) -> None:
@@ -151,10 +155,13 @@ def _write(results: dict[str, dict[str, object]]) -> None:
         "Written by `python -m bench.workloads_bench` (`make bench`); each row is one `certify`",
         "call in a fresh process, CPU float64, torch threads as named in each row (on a machine",
         "shared with other torch processes use 1 thread: 2 threads under contention run many",
-        "times slower). Figures are what was measured at the load named in each row.",
+        "times slower). Figures are what was measured at the load named in each row. The",
+        "process first runs `plcore.hessian.hvp.warm_up()` untimed, as a worker does at start",
+        "(the lazy imports of the first second-order passes, 1-3 s).",
         "",
         "Baseline from issue 8 (before this work, quiet 2-core machine): C1-128 fast 438 s",
-        "(hessian norm 112 s, radius search 313 s, checking run 13 s).",
+        "(hessian norm 112 s, radius search 313 s, checking run 13 s). Before this session's",
+        "changes: C2 fast 336 s, C1-512 standard over 16 min (did not finish).",
         "",
         "| case | params | N | budget | seconds | target s | peak RSS MiB | verdict | stages (s) "
         "| output-HVP ratio | kernel ratio | measured | machine |",

@@ -126,9 +126,10 @@ class _Evaluator:
         self.hessians = 0
         self.stage = "probing ball"
 
-    def hessian(self, w: Tensor) -> TensorNormResult:
+    def hessian(self, w: Tensor, max_iter: int | None = None) -> TensorNormResult:
         """The power method at w, warm-started from the solution at the nearest solved point
-        (then only that start, unless more restarts are asked for)."""
+        (then only that start, unless more restarts are asked for); ``max_iter`` overrides the
+        evaluator's iteration count."""
         for p, known in self.cache.results:
             if p is w or (p.shape == w.shape and torch.equal(p, w)):
                 return known
@@ -141,7 +142,7 @@ class _Evaluator:
             generator=self.generator,
             restarts=self.hessian_restarts,
             tol=_HESSIAN_TOL,
-            max_iter=self.max_iter,
+            max_iter=self.max_iter if max_iter is None else max_iter,
             krylov_dim=self.krylov_dim,
             warm_starts=() if warm is None else (warm,),
             default_start=warm is None,
@@ -366,7 +367,9 @@ def _adversarial(
         best_w, best_h = w, -1.0
         for it in range(adversarial_steps + 1):
             ev.progress = sub()
-            res = ev.hessian(w)
+            # an ascent step only needs (a, u) near the current point: one outer iteration,
+            # warm-started from the previous step's u (every value is still attained there)
+            res = ev.hessian(w, max_iter=1 if it > 0 else None)
             if res.value > best_h:
                 best_w, best_h = w, res.value
             tick()
