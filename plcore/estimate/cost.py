@@ -112,17 +112,18 @@ class CostModel:
 
 
 CALIBRATED = CostModel(
-    seconds_per_layer_pass=2.0e-4,
-    flops_per_second=5.0e8,
-    blas_flops_per_second=1.5e10,
+    seconds_per_layer_pass=2.0e-5,
+    flops_per_second=4.0e9,
+    blas_flops_per_second=1.6e10,
     baseline_bytes=415 * 2**20,
     machine="2-core x86-64 development machine, torch 2.13 CPU build, 1 thread per job",
     startup_s=1.0,
 )
 """Fitted by ``python -m bench.estimate_bench --fit`` to the CPU seconds and peak resident sizes
-of six NTK tanh MLP runs (65 to 68k parameters, n = 8 to 32, budgets fast and standard); the
-dense rate and the kernel memory to an under-parameterized run with N = 4000 (eigvalsh of a
-4000 x 4000 matrix: 5.4 CPU seconds, peak 954 MiB)."""
+of six NTK tanh MLP runs (65 to 68k parameters, n = 8 to 32, budgets fast and standard) and an
+under-parameterized run (N = 4000 > m: the parameter Gram J^T J replaces K), refitted
+2026-11-30 after the issue-8 speed-ups (worst time ratio over the fitted cases 1.81x; before the
+refit the estimates were 3 to 11 times the measured CPU time)."""
 
 
 @dataclass(frozen=True)
@@ -159,9 +160,10 @@ class CostEstimate:
     budget: str
     accuracy: str = field(
         default="calibrated on one 2-core CPU machine, one thread per job, tanh MLPs of 65 to "
-        "68k parameters, n = 8 to 6000: the CPU time of 11 measured runs was 0.44x to 1.43x "
-        "of time_s (4 of them held out of the fit); the peak resident size 0.93x to 1.04x of "
-        "peak_memory_bytes. Other machines, GPUs, other layer types and the inner loops of "
+        "68k parameters, n = 8 to 6000: the CPU time of 11 measured runs was 0.63x to 2.2x "
+        "of time_s (4 of them held out of the fit; measured while a test run shared the "
+        "machine); the peak resident size 0.85x to 0.93x of peak_memory_bytes. Other "
+        "machines, GPUs, other layer types and the inner loops of "
         "a newer numerical core differ: refit with bench/estimate_bench.py"
     )
 
