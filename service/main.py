@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 
 import plcore
 from service.config import Settings, get_settings
@@ -102,6 +103,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # No 307 to the slash-less path: Starlette builds its Location from the Host header,
         # before authentication.
         redirect_slashes=False,
+        # operationId = the route function's name (create_certification, get_report, ...), so
+        # that generated clients get readable names instead of FastAPI's path-derived ids
+        generate_unique_id_function=_operation_id,
     )
     app.state.settings = settings
     app.state.store = store
@@ -139,3 +143,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     documents: dict[bool, dict[str, Any]] = {}
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _operation_id(route: APIRoute) -> str:
+    """A route's operationId: its function name (unique across the app, checked in tests)."""
+    return route.name
