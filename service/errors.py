@@ -298,7 +298,7 @@ async def _database_handler(request: Request, exc: Exception) -> JSONResponse:
     if not is_database_unavailable(exc):
         return internal_error_response(request, exc)
     log.warning(
-        "job store unavailable on %s %s: %s", request.method, request.url.path, exc.__class__
+        "job store unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__
     )
     return problem_response(
         503,
