@@ -504,5 +504,5 @@ def test_api_killed_mid_upload_leaves_no_row_and_no_file(
         assert get_job(url, r.json()["id"])["status"] == "queued"
         assert _job_rows(data_dir) == 1 and len(_files(data_dir / "artifacts")) == 2
     assert _files(spool) == [], "an upload left a temporary file"
-    figures["after_restart"] = "no row, no artifact, no temporary file; the same upload then 202"
+    figures["after_restart"] = "no row, no artifact, no temporary file; a whole upload then 202"
     _figures(artifacts_dir, "killed_mid_upload", figures)
