@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: run test lint typecheck bench install clean
+.PHONY: run test lint typecheck bench loadtest install clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required (looked for '$(PYTHON)')"; exit 2; }
@@ -33,6 +33,11 @@ test: $(STAMP) lint typecheck
 
 bench: $(STAMP)
 	$(PY) -m bench $(BENCH_ARGS)
+
+# 50 clients for 60 s against `plcert serve` and against API + 2 workers on Redis/PostgreSQL;
+# writes its tables into docs/reliability.md (LOADTEST_ARGS="--modes embedded --duration 20").
+loadtest: $(STAMP)
+	$(PY) -m bench.loadtest $(LOADTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts

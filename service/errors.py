@@ -17,6 +17,9 @@ store ``JobStateConflict``             409     cancel of a finished job, report 
 store ``IdempotencyConflict``          422     Idempotency-Key reused with another body
 store ``InvalidCursor``                422
 FastAPI ``RequestValidationError``     422     with ``errors``: [{loc, msg, type}]
+artifact ``StorageFull``               507     the disk of the artifact store is full
+SQLAlchemy ``OperationalError`` and    503     the job store cannot be reached (database
+  disconnects                                  restarting); with ``Retry-After``
 Starlette ``HTTPException``            its own unknown route 404, wrong method 405, ...
 anything else                          500     no internals in the body; logged with a trace
 =====================================  ======  =================================================
@@ -37,9 +40,12 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import OperationalError as DatabaseOperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from plcore import errors as E
+from service.store.artifacts import StorageFull
 from service.store.jobs import IdempotencyConflict, InvalidCursor, JobStateConflict
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -94,7 +100,20 @@ _HTTP_TITLES: dict[int, str] = {
     429: "Too many requests",
     500: "Internal server error",
     503: "Service unavailable",
+    507: "Insufficient storage",
 }
+
+DATABASE_RETRY_AFTER_S = 5
+"""``Retry-After`` of a 503 answered while the job store cannot be reached."""
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """True for an error that means the job store is unreachable (not a bad query): any
+    ``OperationalError`` (refused connection, server shutting down, SQLite locked past its
+    busy timeout), or a driver error that invalidated its connection (a dropped socket)."""
+    return isinstance(exc, DatabaseOperationalError) or (
+        isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+    )
 
 
 class ProblemException(Exception):
@@ -140,6 +159,10 @@ def status_for(exc: BaseException) -> int:
         return 422
     if isinstance(exc, StarletteHTTPException):
         return exc.status_code
+    if isinstance(exc, StorageFull):
+        return 507
+    if is_database_unavailable(exc):
+        return 503
     return 500
 
 
@@ -160,6 +183,14 @@ def job_error(exc: BaseException) -> dict[str, Any]:
             "title": PLCORE_TITLE[cls],
             "detail": str(exc),
             "status": PLCORE_STATUS[cls],
+        }
+    if isinstance(exc, StorageFull):
+        return {
+            "type": TYPE_PREFIX + "insufficient-storage",
+            "title": "Insufficient storage",
+            "detail": f"the report ({exc.size} bytes) could not be written: the artifact "
+            "store's disk is full; free space on it (PLCERT_DATA_DIR) and submit again",
+            "status": 507,
         }
     return {
         "type": TYPE_PREFIX + "internal",
@@ -251,6 +282,33 @@ async def _store_handler(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(status_for(exc), str(exc), request=request, code=code)
 
 
+async def _storage_full_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StorageFull)
+    log.error("artifact store full: %s (%s %s)", exc, request.method, request.url.path)
+    return problem_response(
+        507,
+        f"the server has no space left to store this request ({exc.size} bytes could not be "
+        "written); nothing was stored: retry later",
+        request=request,
+        code="insufficient-storage",
+    )
+
+
+async def _database_handler(request: Request, exc: Exception) -> JSONResponse:
+    if not is_database_unavailable(exc):
+        return internal_error_response(request, exc)
+    log.warning(
+        "job store unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__
+    )
+    return problem_response(
+        503,
+        "the job store is not reachable at the moment (database restarting?); retry later",
+        request=request,
+        code="database-unavailable",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+    )
+
+
 async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = _validation_errors(exc.errors())
@@ -330,6 +388,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemException, _problem_handler)
     for cls in (JobStateConflict, IdempotencyConflict, InvalidCursor):
         app.add_exception_handler(cls, _store_handler)
+    app.add_exception_handler(StorageFull, _storage_full_handler)
+    app.add_exception_handler(DBAPIError, _database_handler)
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(StarletteHTTPException, _http_handler)
     app.add_exception_handler(Exception, _unhandled_handler)

@@ -41,6 +41,7 @@ _PROBLEM_DESCRIPTIONS = {
     "see Retry-After",
     500: "Internal error (no details exposed; see the log by request id)",
     503: "A dependency is not ready",
+    507: "No space left to store the upload; nothing was stored (insufficient-storage)",
 }
 
 

@@ -227,12 +227,19 @@ def store_submission(
     """Write the bytes to the artifact store and create the job (once per Idempotency-Key).
 
     Returns ``(job, created)``; ``created`` is False when a concurrent request with the same key
-    and body created the job first.
+    and body created the job first. Raises :class:`~service.store.artifacts.StorageFull` (507)
+    with nothing stored when the files do not fit.
     """
+    blobs = [(sub.model, MODEL_SUFFIX[sub.model_format]), (sub.data, DATA_SUFFIX[sub.data_format])]
+    if sub.weights:
+        blobs.append((sub.weights, ".weights"))
+    # All or none: a disk that fills half-way (StorageFull: a 507) leaves no file of this
+    # submission behind, and no job row is written.
+    stored = artifacts.put_all(blobs)
     refs: dict[str, Any] = {
-        "model_ref": artifacts.put(sub.model, suffix=MODEL_SUFFIX[sub.model_format]),
-        "data_ref": artifacts.put(sub.data, suffix=DATA_SUFFIX[sub.data_format]),
-        "weights_ref": artifacts.put(sub.weights, suffix=".weights") if sub.weights else None,
+        "model_ref": stored[0],
+        "data_ref": stored[1],
+        "weights_ref": stored[2] if sub.weights else None,
     }
     job = {
         "tenant": tenant,

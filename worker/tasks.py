@@ -18,14 +18,16 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from plcore.errors import Cancelled
 from service.config import Settings, get_settings
+from service.errors import is_database_unavailable
 from service.store.artifacts import ArtifactStore
 from service.store.jobs import FinalStatus, JobRecord, JobStore
 from service.validation import load_job_inputs
@@ -35,6 +37,7 @@ from worker.lease import LeaseKeeper
 from worker.memory import is_out_of_memory, job_memory_limit
 
 log = logging.getLogger("plcert.worker")
+T = TypeVar("T")
 
 
 @dataclass
@@ -103,11 +106,17 @@ def run_job(
     out-of-memory error and the process stays up. None: no limit (a process running several
     jobs at once, or the API's tests).
     """
-    job = store.claim(
-        job_id, worker_id=worker_id, lease_s=settings.lease_s, max_attempts=settings.max_attempts
+    job = retry_store(
+        lambda: store.claim(
+            job_id,
+            worker_id=worker_id,
+            lease_s=settings.lease_s,
+            max_attempts=settings.max_attempts,
+        ),
+        f"claim of job {job_id}",
     )
     if job is None:
-        current = store.get_job(job_id)
+        current = retry_store(lambda: store.get_job(job_id), f"read of job {job_id}")
         log.info(
             "job %s not claimable (status %s): delivery acknowledged without work",
             job_id,
@@ -147,7 +156,11 @@ def run_job(
                 log.exception("job %s attempt %d: unexpected error", job_id, job.attempt)
             else:
                 log.info("job %s failed: %s", job_id, exc)
-    written = store.finish(job_id, attempt=job.attempt, status=status, **fields)
+    attempt = job.attempt
+    written = retry_store(
+        lambda: store.finish(job_id, attempt=attempt, status=status, **fields),
+        f"result of job {job_id}",
+    )
     elapsed = time.monotonic() - started
     if not written:
         log.warning(
@@ -162,6 +175,38 @@ def run_job(
     stages = ", ".join(f"{name} {sec:.2f} s" for name, sec in keeper.stage_seconds().items())
     log.info("job %s stage wall times: %s", job_id, stages or "none reported")
     return status
+
+
+STORE_RETRY_S = 120.0
+"""How long a claim or a result write waits for an unreachable job store (a database restart)
+before the delivery gives up: the result of a finished computation is not thrown away because
+PostgreSQL was restarting at the moment it ended."""
+
+
+def retry_store(call: Callable[[], T], what: str, *, within_s: float = STORE_RETRY_S) -> T:
+    """``call()``, retried with backoff (0.5 s doubling to 5 s) while it fails because the job
+    store is unreachable (:func:`service.errors.is_database_unavailable`), for up to
+    ``within_s`` seconds; any other error, or the last one, propagates.
+
+    Safe for the store's compare-and-set writes: a claim or finish that did commit before its
+    connection dropped is refused the second time (the state moved on), never applied twice.
+    """
+    deadline = time.monotonic() + within_s
+    delay = 0.5
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            if not is_database_unavailable(exc) or time.monotonic() + delay > deadline:
+                raise
+            log.warning(
+                "%s: job store unreachable (%s); retrying in %.1f s",
+                what,
+                type(exc).__name__,
+                delay,
+            )
+            time.sleep(delay)
+            delay = min(delay * 2.0, 5.0)
 
 
 def certify_options(raw: dict[str, Any]) -> Any:
@@ -202,8 +247,13 @@ def _certify(job: JobRecord, keeper: LeaseKeeper, artifacts: ArtifactStore) -> d
         should_cancel=keeper.should_cancel,
     )
     keeper.on_progress(1.0, "writing report")
-    report_ref = artifacts.put(report.model_dump_json(indent=2).encode("utf-8"), suffix=".json")
-    html_ref = artifacts.put(render_html(report).encode("utf-8"), suffix=".html")
+    # Both reports or neither: a full disk (StorageFull) fails the job as insufficient-storage.
+    report_ref, html_ref = artifacts.put_all(
+        [
+            (report.model_dump_json(indent=2).encode("utf-8"), ".json"),
+            (render_html(report).encode("utf-8"), ".html"),
+        ]
+    )
     return {"report_ref": report_ref, "html_ref": html_ref, "verdict": str(report.verdict)}
 
 

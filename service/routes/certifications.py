@@ -145,7 +145,7 @@ async def _get_or_404(store: JobStore, job_id: str, tenant: str) -> JobRecord:
     response_model=CertificationJob,
     summary="Submit a certification job",
     openapi_extra=SUBMIT_OPENAPI,
-    responses=limited_responses(401, 413, 415, 422),
+    responses=limited_responses(401, 413, 415, 422, 507),
 )
 async def create_certification(
     request: Request,
@@ -178,6 +178,9 @@ async def create_certification(
     jobs as ``PLCERT_MAX_QUEUED_PER_TENANT`` / ``PLCERT_MAX_RUNNING_PER_TENANT`` allow; 429
     ``rate-limited`` beyond ``PLCERT_RATE_LIMIT`` requests per minute (every ``/v1`` route).
     Both carry ``Retry-After``. An Idempotency-Key replay is answered before the quota check.
+
+    507 ``insufficient-storage`` when the files do not fit on the server's disk: nothing of
+    the submission is stored (no file, no job).
     """
     sub = await read_submission(request)
     body_sha256 = sub.body_sha256()

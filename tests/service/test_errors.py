@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from fastapi import FastAPI
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from plcore import errors as E
 from service.errors import (
@@ -14,6 +15,7 @@ from service.errors import (
     job_status_for,
     status_for,
 )
+from service.store.artifacts import StorageFull
 from tests.service.conftest import AppFactory, assert_problem
 
 
@@ -45,6 +47,9 @@ def test_every_plcert_error_subclass_is_in_all_errors() -> None:
         (E.Cancelled("x"), 409),
         (ProblemException(418, "teapot"), 418),
         (RuntimeError("x"), 500),
+        (StorageFull(10), 507),
+        (OperationalError("SELECT 1", {}, Exception("connection refused")), 503),
+        (IntegrityError("INSERT", {}, Exception("duplicate key")), 500),
     ],
 )
 def test_status_for(exc: BaseException, status: int) -> None:
@@ -70,12 +75,24 @@ def test_job_error_and_status_for_worker() -> None:
     }
     internal = job_error(KeyError("secret path /etc/x"))
     assert "secret" not in internal["detail"] and internal["status"] == 500
+    full = job_error(StorageFull(2048))
+    assert full["type"] == "urn:plcert:problem:insufficient-storage"
+    assert full["status"] == 507 and "2048 bytes" in full["detail"]
+    assert "disk is full" in full["detail"]
 
 
 def _app_with_raising_routes(app: FastAPI) -> None:
     @app.get("/raise/plcore")
     async def raise_plcore() -> None:
         raise E.ResourceLimitError("n = 10^6 samples exceeds the limit 10^5")
+
+    @app.get("/raise/full")
+    def raise_full() -> None:
+        raise StorageFull(4096)
+
+    @app.get("/raise/database")
+    def raise_database() -> None:
+        raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
 
     @app.get("/raise/crash")
     async def raise_crash() -> None:
@@ -106,3 +123,16 @@ def test_unhandled_exception_is_a_500_without_internals(make_client: AppFactory)
     assert body["type"] == "urn:plcert:problem:internal"
     assert "hunter2" not in r.text and "secret" not in r.text and "RuntimeError" not in r.text
     assert r.headers["x-request-id"] == "crash-1"
+
+
+def test_a_full_disk_is_a_507_and_an_unreachable_database_a_503(make_client: AppFactory) -> None:
+    app, client, _ = make_client()
+    _app_with_raising_routes(app)
+    body = assert_problem(client.get("/raise/full"), 507)
+    assert body["type"] == "urn:plcert:problem:insufficient-storage"
+    assert "4096 bytes" in body["detail"] and "nothing was stored" in body["detail"]
+    r = client.get("/raise/database")
+    body = assert_problem(r, 503)
+    assert body["type"] == "urn:plcert:problem:database-unavailable"
+    assert r.headers["retry-after"] == "5"
+    assert "server closed" not in r.text

@@ -14,7 +14,7 @@ from service.store.artifacts import ArtifactStore
 from service.store.jobs import JobStore
 from tests.service.e2e_support import SLOW_DATA, SLOW_OPTIONS, SLOW_SPEC
 from tests.worker.conftest import make_job
-from worker.tasks import resolve_device, run_job
+from worker.tasks import resolve_device, retry_store, run_job
 
 
 def _run(job_id: str, store: JobStore, artifacts: ArtifactStore, settings: Settings) -> str | None:
@@ -163,3 +163,46 @@ def test_a_finished_job_logs_the_wall_time_of_each_stage(
     for stage in ("loading", "initial quantities", "hessian norm", "writing report"):
         assert f"{stage} " in line, line
     assert 0 < sum(seconds) <= elapsed + 0.05, line
+
+
+def _connect_to_a_closed_port() -> None:
+    from sqlalchemy import create_engine
+
+    from tests.service.e2e_support import free_port
+
+    engine = create_engine(f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none")
+    with engine.connect():
+        pass
+
+
+def test_retry_store_waits_out_an_unreachable_database() -> None:
+    calls: list[float] = []
+
+    def flaky() -> str:
+        calls.append(time.monotonic())
+        if len(calls) < 3:
+            _connect_to_a_closed_port()  # a real refused connection: OperationalError
+        return "written"
+
+    assert retry_store(flaky, "test write", within_s=30) == "written"
+    assert len(calls) == 3
+    assert calls[1] - calls[0] >= 0.5 and calls[2] - calls[1] >= 1.0  # backoff 0.5 s, 1 s
+
+
+def test_retry_store_gives_up_after_its_window_and_never_retries_other_errors() -> None:
+    from sqlalchemy.exc import OperationalError
+
+    started = time.monotonic()
+    with pytest.raises(OperationalError, match=r"Connection refused|connection failed"):
+        retry_store(_connect_to_a_closed_port, "test write", within_s=1.0)
+    assert time.monotonic() - started < 5
+    calls = 0
+
+    def broken() -> None:
+        nonlocal calls
+        calls += 1
+        raise ValueError("a bad query is not a restart")
+
+    with pytest.raises(ValueError, match="not a restart"):
+        retry_store(broken, "test write", within_s=30)
+    assert calls == 1
