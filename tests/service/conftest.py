@@ -53,10 +53,13 @@ def postgres_url() -> Iterator[str]:
     name = f"plcert_test_{uuid.uuid4().hex[:12]}"
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-        base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-        try:
-            yield f"{base}/{name}"
-        finally:
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        # a new connection: the fault tests restart PostgreSQL during the session, which ends
+        # every connection opened before
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=10) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
