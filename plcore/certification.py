@@ -329,7 +329,6 @@ def _search(ctx: Context, iq: InitialQuantities, hn: TensorNormResult) -> Radius
     done = [0]
     cache = ProbeCache()
     cache.records.append((w0, ProbeRecord("center", 0.0, lam0, J0, h0)))
-    cache.solved.append((w0, hn.u))
     cache.results.append((w0, hn))
 
     def probe(rho: float, stop: StopRule | None = None) -> ProbeLike:

@@ -94,15 +94,14 @@ class ProbeCache:
 
     def __init__(self) -> None:
         self.records: list[tuple[Tensor, ProbeRecord]] = []
-        self.solved: list[tuple[Tensor, Tensor]] = []
         #: whole results by point: a point solved before (equal entries) is not solved again
         self.results: list[tuple[Tensor, TensorNormResult]] = []
 
     def nearest_u(self, w: Tensor) -> Tensor | None:
-        if not self.solved:
+        if not self.results:
             return None
-        d = [float((p - w).norm()) for p, _ in self.solved]
-        return self.solved[d.index(min(d))][1]
+        d = [float((p - w).norm()) for p, _ in self.results]
+        return self.results[d.index(min(d))][1].u
 
 
 class _Evaluator:
@@ -149,7 +148,6 @@ class _Evaluator:
             progress=self.progress,
             stage=f"{self.stage}: hessian norm",
         )
-        self.cache.solved.append((w, res.u))
         self.cache.results.append((w, res))
         return res
 
