@@ -103,11 +103,17 @@ class EvaluationError:
     Attributes:
         jacobian_fro: E_J >= ||J_computed - J_exact||_F.
         output: E_F >= ||F_computed - F_exact||_2.
+        abs_gram_trace: T >= sum over rows i of || |J|_i ||^2, where |J|_i is row i of J with
+            every positional sum taken in absolute values (|s| sum_p |g_p| (x) |a_p| for a
+            convolution weight, the same bound's base): the Gram rounding of a kernel that sums
+            over positions is at most gamma_M T (``spectral.certified_spectrum``).
+            None when not computed.
         method: the argument, for reports.
     """
 
     jacobian_fro: float
     output: float
+    abs_gram_trace: float | None = None
     method: str = (
         "running-error bound of the forward and backward passes (Higham 2002, ch. 3; "
         f"library functions within {LIB_ULPS} ulp assumed)"
@@ -281,8 +287,11 @@ def _reduce_to(x: Tensor, pshape: tuple[int, ...]) -> Tensor:
     return x.sum_to_size(target).reshape(n, k, -1)
 
 
-def _param_blocks(tr: _Trace, P: _Params, g: Tensor, eg: Tensor, acc: _SumOfSquares) -> None:
-    """Add the bounds of ||dJ||^2 of the link's trainable parameters (module docstring)."""
+def _param_blocks(
+    tr: _Trace, P: _Params, g: Tensor, eg: Tensor, acc: _SumOfSquares, absq: _SumOfSquares
+) -> None:
+    """Add the bounds of ||dJ||^2 of the link's trainable parameters (module docstring) to acc,
+    and those of the squared norms of |J| with positional sums of absolute values to absq."""
     m, h_in, e_in = tr.link.module, tr.h, tr.e
     G, Gx = g.abs() + 2.0 * eg, g.abs() + eg
     if isinstance(m, Dense):
@@ -292,14 +301,20 @@ def _param_blocks(tr: _Trace, P: _Params, g: Tensor, eg: Tensor, acc: _SumOfSqua
             H_n = (h_in.abs() + 2.0 * e_in).norm(dim=1).unsqueeze(1)
             eh_n = e_in.norm(dim=1).unsqueeze(1)
             acc.add(s * (eg_n * H_n + Gx.norm(dim=2) * eh_n) + _G3 * s * G_n * H_n)
+            absq.add(s * G_n * H_n)
         if m.bias is not None and P.get(m, "bias")[1]:
             acc.add(abs(m.bias_scale) * (eg_n + _G3 * G_n))
+            absq.add(abs(m.bias_scale) * G_n)
     elif isinstance(m, Conv2d):
         W, trainable = P.get(m, "weight")
+        blocks = []
         if trainable:
-            acc.add(sp.conv_weight_block(m, W, h_in, e_in, g, eg))
+            blocks.append(sp.conv_weight_block(m, W, h_in, e_in, g, eg))
         if m.bias is not None and P.get(m, "bias")[1]:
-            acc.add(sp.conv_bias_block(m, g, eg))
+            blocks.append(sp.conv_bias_block(m, g, eg))
+        for err, absolute in blocks:
+            acc.add(err)
+            absq.add(absolute)
     elif isinstance(m, Bias | Scale):
         p, trainable = P.get(m, "bias" if isinstance(m, Bias) else "weight")
         if not trainable:
@@ -307,15 +322,18 @@ def _param_blocks(tr: _Trace, P: _Params, g: Tensor, eg: Tensor, acc: _SumOfSqua
         pshape = tuple(p.shape)
         q = max(1, math.prod(g.shape[2:]) // max(1, p.numel()))  # terms per parameter entry
         if isinstance(m, Bias):
-            blk = _reduce_to(eg, pshape) + gamma(q + 2) * _reduce_to(G, pshape)
+            absolute = _reduce_to(G, pshape)
+            blk = _reduce_to(eg, pshape) + gamma(q + 2) * absolute
         else:
             H, eh = (h_in.abs() + 2.0 * e_in).unsqueeze(1), e_in.unsqueeze(1)
-            blk = _reduce_to(eg * H + Gx * eh, pshape) + gamma(q + 3) * _reduce_to(G * H, pshape)
+            absolute = _reduce_to(G * H, pshape)
+            blk = _reduce_to(eg * H + Gx * eh, pshape) + gamma(q + 3) * absolute
         acc.add(_inflate(abs(m.scale) * blk, q).norm(dim=2))
+        absq.add(_inflate(abs(m.scale) * absolute, q).norm(dim=2))
 
 
 def _backward(
-    tr: _Trace, P: _Params, g: Tensor, eg: Tensor, acc: _SumOfSquares
+    tr: _Trace, P: _Params, g: Tensor, eg: Tensor, acc: tuple[_SumOfSquares, _SumOfSquares]
 ) -> tuple[Tensor, Tensor]:
     """(g_in, e_{g_in}) before one link, adding its parameters' Jacobian bounds to acc."""
     lk, h_in, e_in = tr.link, tr.h, tr.e
@@ -324,7 +342,7 @@ def _backward(
         gb, egb = _backward_chain(tr.block, P, g, eg, acc)
         rnd = g.abs() + 2.0 * eg + gb.abs() + 2.0 * egb
         return g + gb, _inflate(eg + egb + _G2 * rnd, 2)
-    _param_blocks(tr, P, g, eg, acc)
+    _param_blocks(tr, P, g, eg, *acc)
     G, Gx = g.abs() + 2.0 * eg, g.abs() + eg
     if isinstance(m, Dense):
         W = P.get(m, "weight")[0]
@@ -365,7 +383,11 @@ def _backward(
 
 
 def _backward_chain(
-    trace: list[_Trace], P: _Params, g: Tensor, eg: Tensor, acc: _SumOfSquares
+    trace: list[_Trace],
+    P: _Params,
+    g: Tensor,
+    eg: Tensor,
+    acc: tuple[_SumOfSquares, _SumOfSquares],
 ) -> tuple[Tensor, Tensor]:
     for tr in reversed(trace):
         g, eg = _backward(tr, P, g, eg, acc)
@@ -389,10 +411,11 @@ def evaluation_error_bound(
         # backward, one cotangent per output c: g has shape (n, k, *output shape)
         n, k = h.shape[0], math.prod(h.shape[1:])
         g = torch.eye(k, dtype=h.dtype, device=h.device).expand(n, k, k).reshape(n, k, *h.shape[1:])
-        acc = _SumOfSquares(h)
-        _backward_chain(trace, P, g.clone(), torch.zeros_like(g), acc)
+        acc, absq = _SumOfSquares(h), _SumOfSquares(h)
+        _backward_chain(trace, P, g.clone(), torch.zeros_like(g), (acc, absq))
     jac = sqrt_up(float(acc.total) * (1.0 + gamma(acc.terms + 2)))
-    return EvaluationError(jacobian_fro=_up(jac), output=_up(output))
+    abs_trace = _up(float(absq.total) * (1.0 + gamma(absq.terms + 2)))
+    return EvaluationError(jacobian_fro=_up(jac), output=_up(output), abs_gram_trace=abs_trace)
 
 
 def corrected_lambda_min_lower(lambda_lower: float, jacobian_error: float) -> float:

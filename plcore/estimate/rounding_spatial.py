@@ -136,28 +136,29 @@ def _channel_norms(m: Conv2d, g: Tensor) -> Tensor:
 
 def conv_weight_block(
     m: Conv2d, W: Tensor, h: Tensor, e_h: Tensor, g: Tensor, eg: Tensor
-) -> Tensor:
-    """Per row (sample, output) the bound of ||dJ_W||_F (module docstring): (n, k)."""
+) -> tuple[Tensor, Tensor]:
+    """Per row (sample, output): the bound of ||dJ_W||_F (module docstring) and the bound
+    |s| (sum_p ||G_p|| ||patch_p(H)||) of || |s| sum_p |g_p| (x) |patch_p(h)| ||_F: (n, k) each."""
     s = abs(m.weight_scale)
     G, Gx = g.abs() + 2.0 * eg, g.abs() + eg
     Hn = _patch_norms(m, W, h.abs() + 2.0 * e_h).unsqueeze(1)
     En = _patch_norms(m, W, e_h).unsqueeze(1)
     P = Hn.shape[-1]
-    per_p = (
-        _channel_norms(m, eg) * Hn
-        + _channel_norms(m, Gx) * En
-        + gamma(P + 2) * _channel_norms(m, G) * Hn
-    )
-    per_group = s * per_p.sum(dim=-1)  # (n, k, groups)
-    return inflate(per_group.norm(dim=-1), P)
+    absolute = s * (_channel_norms(m, G) * Hn).sum(dim=-1)  # (n, k, groups)
+    per_p = _channel_norms(m, eg) * Hn + _channel_norms(m, Gx) * En
+    err = s * per_p.sum(dim=-1) + gamma(P + 2) * absolute
+    return inflate(err.norm(dim=-1), P), inflate(absolute.norm(dim=-1), P)
 
 
-def conv_bias_block(m: Conv2d, g: Tensor, eg: Tensor) -> Tensor:
-    """Per row the bound of ||dJ_b||: |t| || sum_p e_g + gamma_{P+2} sum_p G ||: (n, k)."""
+def conv_bias_block(m: Conv2d, g: Tensor, eg: Tensor) -> tuple[Tensor, Tensor]:
+    """Per row: the bound of ||dJ_b||, |t| || sum_p e_g + gamma_{P+2} sum_p G ||, and
+    |t| || sum_p G || >= || |t| sum_p |g_p| ||: (n, k) each."""
     G = g.abs() + 2.0 * eg
     P = math.prod(g.shape[3:])
-    per_o = abs(m.bias_scale) * (eg.sum(dim=(3, 4)) + gamma(P + 2) * G.sum(dim=(3, 4)))
-    return inflate(per_o.norm(dim=-1), P)
+    t = abs(m.bias_scale)
+    absolute = t * G.sum(dim=(3, 4))
+    err = t * eg.sum(dim=(3, 4)) + gamma(P + 2) * absolute
+    return inflate(err.norm(dim=-1), P), inflate(absolute.norm(dim=-1), P)
 
 
 # ----- averaging steps ---------------------------------------------------------------------

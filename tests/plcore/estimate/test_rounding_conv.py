@@ -19,8 +19,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from plcore import load_model
+from plcore.estimate.psd import gamma
 from plcore.estimate.rounding import evaluation_bound_refusal, evaluation_error_bound
-from plcore.estimate.spectral import kernel_accumulation_length
+from plcore.estimate.spectral import (
+    _absolute_accumulation,
+    certified_spectrum,
+    kernel_accumulation_length,
+)
 from plcore.kernel import tangent_kernel
 from plcore.models import onnx_ops as ops
 from plcore.models.base import Model
@@ -368,11 +373,21 @@ def test_image_models_outside_the_chain_are_refused_with_a_reason() -> None:
     assert "MaxPool2d has no running-error bound" in (evaluation_bound_refusal(maxpool) or "")
 
 
-def test_kernel_accumulation_length_covers_conv_positions() -> None:
+def test_gram_rounding_of_conv_kernels_is_bounded_through_absolute_positional_sums() -> None:
+    """The structured kernel sums s^2 (a_p . a_q)(g_p . g_q) over pairs of positions; the sums
+    may cancel, so the rounding is bounded by gamma_M T with T >= sum_i || |J|_i ||^2 >= tr K."""
     model = load_model(SPEC_A)
-    M = kernel_accumulation_length(model)
-    # the structured kernel sums over pairs of output positions (25^2 for the first conv)
-    assert model.n_params + 25 * 25 <= M
     X = _inputs()
+    ev = evaluation_error_bound(model, X)
+    assert ev is not None and ev.abs_gram_trace is not None
+    J = torch.func.jacrev(lambda v: model.apply_flat(v, X))(model.flat_params())
+    assert ev.abs_gram_trace >= float((J * J).sum())
     K = tangent_kernel(model, X)
-    assert K.shape == (4, 4)
+    M = kernel_accumulation_length(model)
+    assert model.n_params + 25 * 25 <= M  # the first conv: 25 output positions
+    M_abs = _absolute_accumulation(M, K, ev)
+    tr = float(K.diagonal().sum())
+    assert M_abs >= M and gamma(M_abs) * tr >= gamma(M) * ev.abs_gram_trace
+    cs = certified_spectrum(K, model, X=X)
+    lam = float(torch.linalg.eigvalsh(J @ J.T)[0])
+    assert 0 < cs.lambda_min_lower <= lam and f"M = {M_abs}" in cs.method
