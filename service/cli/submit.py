@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import httpx
 import typer
@@ -23,6 +23,9 @@ from rich.console import Console
 from service.cli import app
 from service.cli.options import FrozenOption, TrainableOption
 from service.cli.progress import stage_progress
+
+if TYPE_CHECKING:
+    from service.client import CertificationJob, PlcertClient
 
 EXIT_OK = 0
 EXIT_NOT_CERTIFIED = 1
@@ -110,13 +113,14 @@ def submit(
     console = Console(stderr=True, highlight=False)
     try:
         if dry_run:
-            typer.echo(json.dumps(client.estimate(Path(model), data, opts, weights=weights)))
+            estimate = client.estimate(Path(model), data, opts, weights=weights)
+            typer.echo(estimate.model_dump_json())
             raise typer.Exit(EXIT_OK)
         job = client.submit(Path(model), data, opts, weights=weights)
-        typer.echo(job["id"])
+        typer.echo(job.id)
         if not wait:
             raise typer.Exit(EXIT_OK)
-        job = _follow(client, job["id"], console, timeout)
+        job = _follow(client, job.id, console, timeout)
         raise typer.Exit(_finish(client, job, out, fail_if_not_certified, console))
     except PlcertHTTPError as exc:
         code = EXIT_BAD_INPUT if 400 <= exc.status < 500 else EXIT_FAILED
@@ -132,42 +136,41 @@ def submit(
         client.close()
 
 
-def _follow(client: Any, job_id: str, console: Console, timeout: float | None) -> dict[str, Any]:
+def _follow(
+    client: PlcertClient, job_id: str, console: Console, timeout: float | None
+) -> CertificationJob:
     with stage_progress(console) as bar:
         task = bar.add_task("queued", total=1.0)
 
-        def update(job: dict[str, Any]) -> None:
-            progress = job.get("progress") or {}
-            stage = progress.get("stage") or job["status"]
-            bar.update(task, completed=float(progress.get("fraction") or 0.0), description=stage)
+        def update(fraction: float, stage: str) -> None:
+            bar.update(task, completed=fraction, description=stage)
 
-        return dict(client.wait(job_id, timeout=timeout, on_update=update))
+        return client.wait(job_id, timeout=timeout, on_progress=update)
 
 
 def _finish(
-    client: Any,
-    job: dict[str, Any],
+    client: PlcertClient,
+    job: CertificationJob,
     out: Path | None,
     fail_if_not_certified: bool,
     console: Console,
 ) -> int:
-    status = job["status"]
-    if status == "failed":
-        error = job.get("error") or {}
-        console.print(f"job {job['id']} failed: {_problem_text(error)}", markup=False)
+    if job.status == "failed":
+        error = job.error.model_dump() if job.error is not None else {}
+        console.print(f"job {job.id} failed: {_problem_text(error)}", markup=False)
         return EXIT_BAD_INPUT if 400 <= int(error.get("status") or 500) < 500 else EXIT_FAILED
-    if status == "canceled":
-        console.print(f"job {job['id']} was canceled", markup=False)
+    if job.status == "canceled":
+        console.print(f"job {job.id} was canceled", markup=False)
         return EXIT_FAILED
-    report = client.report(job["id"])
+    report = client.report(job.id)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-        (out / "report.html").write_text(client.report_html(job["id"]), encoding="utf-8")
+        (out / "report.json").write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        (out / "report.html").write_text(client.report_html(job.id), encoding="utf-8")
         console.print(f"reports written to {out}/report.json and report.html", markup=False)
-    verdict = report.get("verdict")
-    typer.echo(f"verdict: {verdict} ({report.get('tier', '')})")
-    for reason in report.get("reasons") or []:
+    verdict = report.verdict
+    typer.echo(f"verdict: {verdict} ({report.tier})")
+    for reason in report.reasons:
         typer.echo(f"  - {reason}")
     if fail_if_not_certified and verdict != "certified":
         return EXIT_NOT_CERTIFIED
