@@ -4,8 +4,12 @@ Prints the job id. With ``--wait`` it follows the job with a progress bar and, w
 succeeded, writes ``report.json`` and ``report.html`` into ``--out`` (if given) and prints the
 verdict.
 
+``--junit FILE``, ``--min-rate X`` and ``--max-steps N`` (which imply ``--wait``) are the CI
+gates of ``plcert certify`` (:mod:`service.cli.gates`, docs/ci.md).
+
 Exit codes (as ``plcert certify``): 0 submitted, or done (and certified, with
-``--fail-if-not-certified``); 1 not certified with ``--fail-if-not-certified``; 2 bad input or
+``--fail-if-not-certified``); 1 not certified with ``--fail-if-not-certified`` or ``--junit``, or
+a gate failed; 2 bad input or
 usage (an HTTP 4xx answer prints its problem detail; a job that failed on its input); 3 the job
 failed otherwise or was canceled; 130 interrupted (the job keeps running on the server).
 """
@@ -21,6 +25,14 @@ import typer
 from rich.console import Console
 
 from service.cli import app
+from service.cli.gates import (
+    GateRun,
+    GateUsageError,
+    JunitOption,
+    MaxStepsOption,
+    MinRateOption,
+    check_gate_options,
+)
 from service.cli.options import FrozenOption, TrainableOption
 from service.cli.progress import stage_progress
 
@@ -84,30 +96,46 @@ def submit(
     timeout: Annotated[
         float | None, typer.Option(min=0, help="With --wait: give up after this many seconds.")
     ] = None,
+    junit: JunitOption = None,
+    min_rate: MinRateOption = None,
+    max_steps: MaxStepsOption = None,
 ) -> None:
-    """Submit MODEL and DATA to a plcert server and print the job id."""
+    """Submit MODEL and DATA to a plcert server and print the job id.
+
+    --junit, --min-rate and --max-steps imply --wait (the CI gates of docs/ci.md).
+    """
     from service.client import JobTimeout, PlcertClient, PlcertHTTPError
 
+    gates = GateRun(
+        f"plcert submit {model} {data}", junit, min_rate, max_steps, fail_if_not_certified
+    )
+
+    def fail(message: str, code: int) -> NoReturn:
+        gates.write_error(message)
+        _fail(message, code)
+
     opts: dict[str, Any] = {}
+    try:
+        check_gate_options(min_rate, junit)
+    except GateUsageError as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
     if options:
         try:
             opts = json.loads(options)
         except json.JSONDecodeError as exc:
-            _fail(f"--options is not valid JSON: {exc}", EXIT_BAD_INPUT)
+            fail(f"--options is not valid JSON: {exc}", EXIT_BAD_INPUT)
         if not isinstance(opts, dict):
-            _fail("--options must be a JSON object", EXIT_BAD_INPUT)
+            fail("--options must be a JSON object", EXIT_BAD_INPUT)
     if trainable:
         opts["trainable"] = list(trainable)
     if frozen:
         opts["frozen"] = list(frozen)
     is_named = ":" in data and not Path(data).exists()
     if not Path(model).is_file():
-        _fail(f"model file {model!r} does not exist", EXIT_BAD_INPUT)
+        fail(f"model file {model!r} does not exist", EXIT_BAD_INPUT)
     if not is_named and not Path(data).is_file():
-        _fail(
-            f"data file {data!r} does not exist (or use a name like sklearn:NAME)", EXIT_BAD_INPUT
-        )
-    wait = wait or fail_if_not_certified
+        fail(f"data file {data!r} does not exist (or use a name like sklearn:NAME)", EXIT_BAD_INPUT)
+    wait = wait or fail_if_not_certified or gates.asked
 
     client = PlcertClient(url, api_key=api_key)
     console = Console(stderr=True, highlight=False)
@@ -121,14 +149,14 @@ def submit(
         if not wait:
             raise typer.Exit(EXIT_OK)
         job = _follow(client, job.id, console, timeout)
-        raise typer.Exit(_finish(client, job, out, fail_if_not_certified, console))
+        raise typer.Exit(_finish(client, job, out, gates, console))
     except PlcertHTTPError as exc:
         code = EXIT_BAD_INPUT if 400 <= exc.status < 500 else EXIT_FAILED
-        _fail(f"HTTP {exc.status}: {_problem_text(exc.problem)}", code)
+        fail(f"HTTP {exc.status}: {_problem_text(exc.problem)}", code)
     except httpx.HTTPError as exc:
-        _fail(f"cannot reach {url}: {exc}", EXIT_BAD_INPUT)
+        fail(f"cannot reach {url}: {exc}", EXIT_BAD_INPUT)
     except JobTimeout as exc:
-        _fail(str(exc), EXIT_FAILED)
+        fail(str(exc), EXIT_FAILED)
     except KeyboardInterrupt:
         console.print("interrupted: the job keeps running on the server")
         raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -152,15 +180,18 @@ def _finish(
     client: PlcertClient,
     job: CertificationJob,
     out: Path | None,
-    fail_if_not_certified: bool,
+    gates: GateRun,
     console: Console,
 ) -> int:
     if job.status == "failed":
         error = job.error.model_dump() if job.error is not None else {}
-        console.print(f"job {job.id} failed: {_problem_text(error)}", markup=False)
+        message = f"job {job.id} failed: {_problem_text(error)}"
+        console.print(message, markup=False)
+        gates.write_error(message)
         return EXIT_BAD_INPUT if 400 <= int(error.get("status") or 500) < 500 else EXIT_FAILED
     if job.status == "canceled":
         console.print(f"job {job.id} was canceled", markup=False)
+        gates.write_error(f"job {job.id} was canceled")
         return EXIT_FAILED
     report = client.report(job.id)
     if out is not None:
@@ -172,6 +203,7 @@ def _finish(
     typer.echo(f"verdict: {verdict} ({report.tier})")
     for reason in report.reasons:
         typer.echo(f"  - {reason}")
-    if fail_if_not_certified and verdict != "certified":
-        return EXIT_NOT_CERTIFIED
-    return EXIT_OK
+    try:
+        return gates.apply(report)
+    except OSError as exc:
+        _fail(f"cannot write --junit {gates.junit}: {exc.strerror or exc}", EXIT_BAD_INPUT)
