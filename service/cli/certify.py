@@ -9,7 +9,8 @@ with one test case per check, ``--min-rate X`` and ``--max-steps N`` add the rat
 
 Exit codes: 0 done (and certified, with ``--fail-if-not-certified``); 1 not certified with
 ``--fail-if-not-certified`` or ``--junit``, or a gate failed; 2 bad input or usage (one
-``error: ...`` line on stderr, no traceback); 3 the computation failed (a numerical error); 130 interrupted (Ctrl-C).
+``error: ...`` line on stderr, no traceback); 3 the computation failed (a numerical error);
+130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
