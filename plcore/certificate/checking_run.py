@@ -41,6 +41,8 @@ class RunRecord:
     loss_atol: float
     switched_at: int | None = None
     step_size_after: float | None = None
+    #: (t, eta): from step t on the run used step eta (every switch, in order)
+    switches: tuple[tuple[int, float], ...] = ()
 
 
 def residual_and_grad(model: Model, X: Tensor, y: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
@@ -96,6 +98,7 @@ def gd_run(
     losses, dists, rnorms, ratios = [], [], [], []
     eta = step_size
     switched_at: int | None = None
+    switches: list[tuple[int, float]] = []
     for t in range(steps + 1):
         if t % every == 0:
             prog.step(t / max(steps, 1), f"checking run: step {t}/{steps}")
@@ -111,6 +114,7 @@ def gd_run(
             new = hook(t, w, r, g)
             if new is not None:  # the latest switch counts (an estimated, then a rigorous one)
                 eta, switched_at = new, t
+                switches.append((t, new))
         if t < steps:
             w = w - eta * g
     return RunRecord(
@@ -122,6 +126,7 @@ def gd_run(
         loss_tolerance(model, X, y, w0),
         switched_at,
         eta if switched_at is not None else None,
+        tuple(switches),
     )
 
 

@@ -36,7 +36,7 @@ from plcore.certificate.radius import PROVEN_SLACK, ProvenBeta, threshold_within
 from plcore.estimate.bounds import certificate_gap, residual_threshold
 from plcore.estimate.psd import norm_upper
 from plcore.estimate.rounding import residual_upper
-from plcore.report.schema import PathCertificate
+from plcore.report.schema import PathCertificate, StepChange
 
 Tier = str
 
@@ -322,4 +322,23 @@ def path_section(
         ball_radius=hit.rho,
         residual_threshold_at_step=finite_or_none(hit.r_star),
         checked_steps=checker.checks,
+        beta_method=hit.beta_method,
+        inequality=_inequality(hit),
+        step_changes=[StepChange(step=t, step_size=eta) for t, eta in rec.switches],
+    )
+
+
+def _inequality(hit: PathHit) -> str:
+    """The closing inequality of the local PL* theorem at w_t*, with its numbers."""
+    kind = (
+        "proven: lambda_min from below by a shifted Cholesky certificate and E_J, ||J|| and "
+        "||r|| from above with the running-error bounds, beta from the analytic bound"
+        if hit.tier == "rigorous"
+        else "estimated: eigenvalues and Hessian norms as computed"
+    )
+    return (
+        f"||r(w_t*)|| <= {hit.residual_norm:.6g} <= rho (sqrt(lambda) - beta rho)^2 / "
+        f"(2 (J + beta rho)) with lambda_min(K(w_t*)) >= {hit.lambda_min:.6g}, "
+        f"||J(w_t*)||_2 <= {hit.jacobian_norm:.6g}, beta_F <= {hit.beta:.6g} on "
+        f"B(w_t*, rho = {hit.rho:.6g}) ({kind})"
     )

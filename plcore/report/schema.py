@@ -207,6 +207,11 @@ class Validation(_Section):
     step_size_after_switch: float | None = Field(None, description="the step used from t* on")
 
 
+class StepChange(_Section):
+    step: int = Field(description="from this step of the checking run on ...")
+    step_size: float = Field(description="... the run used this step size")
+
+
 class PathCertificate(_Section):
     residual_threshold: float | None = Field(description="r* from the constants at w0")
     certified_from_step: int | None = Field(
@@ -233,6 +238,14 @@ class PathCertificate(_Section):
     )
     residual_threshold_at_step: float | None = Field(None, description="r*(w_t*)")
     checked_steps: int = Field(0, description="full (kernel + Hessian) checks made along the run")
+    beta_method: str = Field("", description="how beta on B(w_t*, ball_radius) was obtained")
+    inequality: str = Field(
+        "", description="the inequality that closed at t*, with the numbers it closed with"
+    )
+    step_changes: list[StepChange] = Field(
+        default_factory=list,
+        description="where the checking run changed its step size (validation.step_size before)",
+    )
 
 
 class PLEps(_Section):

@@ -1,0 +1,158 @@
+"""The acceptance models of issue 9 as torch modules, JSON specs with the same weights, and
+their ONNX exports; used by tests/plcore/certificate/test_rigorous_path.py (small sizes) and
+``python -m bench.rigorous_bench`` (the sizes of the issue)."""
+
+from __future__ import annotations
+
+import copy
+import io
+import itertools
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bench.workloads import DigitsCNN
+from plcore import load_model
+from plcore.dataset import Dataset
+from plcore.models.base import Model
+
+
+class _NTKLinear(nn.Module):
+    """y = W x / sqrt(fan_in) + 0.1 b with W, b ~ N(0, 1)."""
+
+    def __init__(self, fan_in: int, fan_out: int, g: torch.Generator) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(fan_out, fan_in, generator=g, dtype=torch.float64))
+        self.bias = nn.Parameter(torch.randn(fan_out, generator=g, dtype=torch.float64))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight) / math.sqrt(self.weight.shape[1]) + 0.1 * self.bias
+
+
+class NTKTanhMLP(nn.Module):
+    """tanh MLP in the NTK parameterization (CONTRACT.md: weight_std 1, bias_std 0.1), linear
+    output."""
+
+    def __init__(self, d: int, width: int, depth: int, k: int, seed: int = 0) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        dims = [d] + [width] * depth + [k]
+        self.layers = nn.ModuleList(_NTKLinear(a, b, g) for a, b in itertools.pairwise(dims))
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = x
+        for i, layer in enumerate(self.layers):
+            h = layer(h)
+            if i < len(self.layers) - 1:
+                h = torch.tanh(h)
+        return h
+
+
+def mlp_spec(width: int, depth: int) -> dict[str, object]:
+    return {
+        "type": "mlp",
+        "input_dim": 64,
+        "widths": [width] * depth,
+        "output_dim": 10,
+        "activation": "tanh",
+        "parameterization": "ntk",
+        "weight_std": 1.0,
+        "bias_std": 0.1,
+        "seed": 0,
+    }
+
+
+CNN_SPEC: dict[str, object] = {
+    "type": "layers",
+    "input_shape": [1, 8, 8],
+    "output_dim": 10,
+    "parameterization": "standard",
+    "seed": 0,
+    "layers": [
+        {"type": "conv2d", "out_channels": 16, "kernel_size": 3, "padding": 1},
+        {"type": "activation", "name": "tanh"},
+        {"type": "conv2d", "out_channels": 32, "kernel_size": 3, "padding": 1},
+        {"type": "activation", "name": "tanh"},
+        {"type": "avgpool2d", "kernel_size": 2},
+        {"type": "flatten"},
+        {"type": "linear", "out": 10},
+    ],
+}
+
+
+def export(module: nn.Module, shape: tuple[int, ...]) -> bytes:
+    """torch.onnx.export (TorchScript exporter, no constant folding) of a float64 module."""
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            copy.deepcopy(module).eval(),
+            (torch.zeros((2, *shape), dtype=torch.float64),),
+            buf,
+            dynamo=False,
+            do_constant_folding=False,
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes={"x": {0: "n"}, "y": {0: "n"}},
+        )
+    return buf.getvalue()
+
+
+def with_weights(spec: dict[str, object], module: nn.Module) -> Model:
+    """The JSON model of ``spec`` holding ``module``'s parameters (same order and shapes)."""
+    model = load_model(spec)
+    ours = list(model.module.parameters())
+    theirs = [p.detach() for p in module.parameters()]
+    if [p.shape for p in ours] != [p.shape for p in theirs]:
+        raise ValueError("the spec and the module have different parameter shapes")
+    with torch.no_grad():
+        for a, b in zip(ours, theirs, strict=True):
+            a.copy_(b)
+    return model
+
+
+def digits(n: int, image: bool) -> Dataset:
+    """The first n scikit-learn digits in [0, 1] with one-hot targets (k = 10)."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    X = (d.data[:n] / 16.0).astype(np.float64)
+    Y = np.zeros((n, 10))
+    Y[np.arange(n), d.target[:n]] = 1.0
+    Xt = torch.as_tensor(X.reshape(n, 1, 8, 8) if image else X)
+    return Dataset(X=Xt, y=torch.as_tensor(Y), sha256="0" * 64, name="digits")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One acceptance case: the model as loaded (JSON or ONNX), the torch source module (the
+    replay runs on a copy of it) and the data."""
+
+    name: str
+    model: Model
+    source: nn.Module
+    data: Dataset
+
+
+def mlp_cases(width: int, depth: int, n: int) -> list[Case]:
+    source = NTKTanhMLP(64, width, depth, 10).double()
+    data = digits(n, image=False)
+    return [
+        Case("mlp-json", with_weights(mlp_spec(width, depth), source), source, data),
+        Case("mlp-onnx", load_model(export(source, (64,)), format="onnx"), source, data),
+    ]
+
+
+def cnn_cases(n: int) -> list[Case]:
+    torch.manual_seed(0)
+    source = DigitsCNN().double()
+    data = digits(n, image=True)
+    return [
+        Case("cnn-json", with_weights(CNN_SPEC, source), source, data),
+        Case("cnn-onnx", load_model(export(source, (1, 8, 8)), format="onnx"), source, data),
+    ]
