@@ -93,7 +93,7 @@ def export(module: nn.Module, shape: tuple[int, ...]) -> bytes:
         torch.onnx.export(
             copy.deepcopy(module).eval(),
             (torch.zeros((2, *shape), dtype=torch.float64),),
-            buf,
+            buf,  # type: ignore[arg-type]  # a file-like object is accepted
             dynamo=False,
             do_constant_folding=False,
             input_names=["x"],

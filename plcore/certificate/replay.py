@@ -66,7 +66,7 @@ def replay_gd(module: nn.Module, X: Tensor, Y: Tensor, report: Report) -> Replay
             with torch.no_grad():
                 for p in params:
                     assert p.grad is not None
-                    p -= eta * p.grad
+                    p.sub_(eta * p.grad)
     return Replay(losses, w_star, dists)
 
 
