@@ -30,7 +30,7 @@ from torch import Tensor
 
 from plcore.certificate._json import finite_or_none
 from plcore.certificate.radius import Closure
-from plcore.estimate.analytic import shared_structure
+from plcore.estimate.analytic import bound_refusal, shared_structure
 from plcore.estimate.bounds import residual_threshold
 from plcore.estimate.rounding import evaluation_bound_refusal
 from plcore.estimate.spectral import InitialQuantities
@@ -127,6 +127,19 @@ def model_notes(model: Model, y: Tensor) -> list[str]:
             f"the rounding inside the evaluation of F and J has no running-error bound here "
             f"({refusal}); docs/theory.md section 15"
         )
+    if shared is None and model.smooth and not model.affine_in_params:
+        no_beta = bound_refusal(model)
+        if no_beta is not None:
+            notes.append(
+                f"rigorous tier refused: no proven beta_F bound for this model ({no_beta}); "
+                "docs/theory.md section 16 lists the layers it covers"
+            )
+        elif refusal is not None:
+            notes.append(
+                "rigorous tier refused: beta_F has a proven bound, but the rounding inside the "
+                f"evaluation of F and J has no running-error bound here ({refusal}); "
+                "docs/theory.md section 15"
+            )
     out = model.output_activation
     if out in _RANGES:
         lo, hi = _RANGES[out]
