@@ -1,0 +1,52 @@
+"""Issue 9 at the issue's sizes: the rigorous path certificate for a 3-hidden-layer NTK tanh MLP of
+width 1024 on 32 digits and for the digits CNN on 64 digits, as JSON specs and ONNX exports,
+with the "standard" budget (``python -m bench.rigorous_bench [--only mlp-json ...]``).
+
+Prints one row per case: whether and where the certificate closed (tier), the proven beta and
+ball, the kernel's conditioning and, when the run does not reach the threshold, the steps it
+would need at its observed rate. ``make test`` runs the same cases on 4 digits
+(tests/plcore/certificate/test_rigorous_path.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from bench.rigorous import cnn_cases, mlp_cases
+from plcore import CertifyOptions, certify
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--only", nargs="*", default=None, help="case names (mlp-json, cnn-onnx, ...)")
+    ap.add_argument("--mlp-width", type=int, default=1024)
+    ap.add_argument("--mlp-digits", type=int, default=32)
+    ap.add_argument("--cnn-digits", type=int, default=64)
+    args = ap.parse_args(argv)
+    cases = [*mlp_cases(args.mlp_width, 3, args.mlp_digits), *cnn_cases(args.cnn_digits)]
+    print(
+        "| case | params | N | seconds | t* | tier | beta (ball) | lambda_min / lambda_max "
+        "at w0 | loss after 1000 steps | steps needed |"
+    )
+    print("|---|---:|---:|---:|---:|---|---|---|---:|---:|")
+    for case in cases:
+        if args.only and case.name not in args.only:
+            continue
+        t = time.perf_counter()
+        rep = certify(case.model, case.data, CertifyOptions(budget="standard"))
+        dt = time.perf_counter() - t
+        p, q, v = rep.path, rep.initial, rep.validation
+        ball = f"{p.beta:.3g} ({p.ball_radius:.3g})" if p.beta is not None else "-"
+        print(
+            f"| {case.name} | {case.model.n_params:,} | {rep.problem.n_constraints} | {dt:.0f} | "
+            f"{p.certified_from_step if p.certified_from_step is not None else '-'} | "
+            f"{p.tier or '-'} | {ball} | {q.lambda_min:.3g} / {q.lambda_max:.3g} | "
+            f"{v.losses[-1] if v is not None and v.losses else float('nan'):.3g} | "
+            f"{p.steps_needed_estimate if p.steps_needed_estimate is not None else '-'} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
