@@ -41,6 +41,7 @@ class RunRecord:
     loss_atol: float
     switched_at: int | None = None
     step_size_after: float | None = None
+    final_params: Tensor | None = None  # w_T (the width study's kernel drift needs it)
 
 
 def residual_and_grad(model: Model, X: Tensor, y: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
@@ -122,6 +123,7 @@ def gd_run(
         loss_tolerance(model, X, y, w0),
         switched_at,
         eta if switched_at is not None else None,
+        w,
     )
 
 
