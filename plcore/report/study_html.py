@@ -16,6 +16,7 @@ _STUDY_CSS = """
 td.verdict-cell { font-weight: 600; }
 td.v-certified { color: var(--ok); } td.v-not_certified { color: var(--bad); }
 td.v-inconclusive { color: var(--mid); }
+.scroll { overflow-x: auto; } .scroll table { font-size: 13px; }
 """
 
 
@@ -107,7 +108,8 @@ def _table(result: StudyResult) -> str:
     return section(
         "rows",
         "Every point",
-        f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{extra}",
+        f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
+        f"</table></div>{extra}",
     )
 
 
