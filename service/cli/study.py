@@ -108,7 +108,7 @@ ModeOption = Annotated[
     typer.Option(
         metavar="certify|quantities",
         help="certify: a full certification per point; quantities: only the Hessian norm, "
-        "the kernel and a GD run (no mu, R or verdict; several times faster).",
+        "the kernel and a GD run (no mu, R or verdict; 2-4x cheaper).",
     ),
 ]
 
