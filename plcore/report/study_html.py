@@ -9,7 +9,8 @@ import json
 from plcore.report.html import PAGE_CSS, plots_section
 from plcore.report.html_text import NA, Row, esc, fmt_number, kv_table, section
 from plcore.report.study_plots import study_plots
-from plcore.report.study_schema import SlopeFit, StudyResult, StudyRow
+from plcore.report.study_schema import StudyResult, StudyRow
+from plcore.study.fit import slope_text
 
 _STUDY_CSS = """
 .slope { font-size: 22px; font-weight: 600; }
@@ -18,17 +19,6 @@ td.v-certified { color: var(--ok); } td.v-not_certified { color: var(--bad); }
 td.v-inconclusive { color: var(--mid); }
 .scroll { overflow-x: auto; } .scroll table { font-size: 13px; }
 """
-
-
-def _slope_text(s: SlopeFit) -> str:
-    if s.estimate is None:
-        return "n/a"
-    ci = (
-        f" [{s.ci_low:.3f}, {s.ci_high:.3f}]"
-        if s.ci_low is not None and s.ci_high is not None
-        else " (no interval: fewer than 3 points)"
-    )
-    return f"{s.estimate:.3f}{ci}"
 
 
 def _summary(result: StudyResult) -> str:
@@ -43,7 +33,7 @@ def _summary(result: StudyResult) -> str:
         )
     return (
         '<section id="summary" class="verdict"><h2>Slope of the Hessian norm</h2>'
-        f'<p class="slope">d log ||H_F(w0)|| / d log {what} = {esc(_slope_text(s))}'
+        f'<p class="slope">d log ||H_F(w0)|| / d log {what} = {esc(slope_text(s))}'
         f"{esc(expected)}</p>"
         f'<p class="subject">{esc(result.model_description)}; {len(result.rows)} points '
         f"({esc(', '.join(str(v) for v in _values(result)))} x seeds "
@@ -119,7 +109,7 @@ def _details(result: StudyResult) -> str:
     rows: list[Row] = [
         ("Which layers scale", esc(result.scaled_layers), ""),
         ("Slope method", esc(result.hessian_norm_slope.method), ""),
-        ("Kernel drift slope", esc(_slope_text(d)) if d is not None else NA, ""),
+        ("Kernel drift slope", esc(slope_text(d)) if d is not None else NA, ""),
         ("Drift decreasing", fmt_number(result.kernel_drift_decreasing), ""),
         (
             "Infinite-width lambda0",

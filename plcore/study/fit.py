@@ -78,3 +78,12 @@ def fit_power_law(
         confidence=confidence,
         method=METHOD,
     )
+
+
+def slope_text(s: SlopeFit) -> str:
+    """``"-0.452 [-0.629, -0.270]"``: the slope and its interval, for reasons and pages."""
+    if s.estimate is None:
+        return "n/a (fewer than two sizes with a positive value)"
+    if s.ci_low is None or s.ci_high is None:
+        return f"{s.estimate:.3f} (no interval: fewer than 3 points)"
+    return f"{s.estimate:.3f} [{s.ci_low:.3f}, {s.ci_high:.3f}]"

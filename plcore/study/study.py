@@ -16,14 +16,13 @@ in a final step; here they run one after the other, each in its slice of the pro
 from __future__ import annotations
 
 import itertools
-import platform
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import torch
 
+from plcore.certificate.assemble import versions
 from plcore.dataset import Dataset
 from plcore.models.spec import describe_spec, validate_spec
 from plcore.options import CertifyOptions
@@ -198,8 +197,6 @@ def assemble_study(
     check: Any = None,
 ) -> StudyResult:
     """The study from its rows (in any order; sorted here by value and seed)."""
-    from plcore import __version__
-
     rows = sorted(rows, key=lambda r: (r.width, r.depth or 0, seeds.index(r.seed)))
     x = [float(r.width if kind == "width" else (r.depth or 0)) for r in rows]
     slope = fit_power_law(x, [r.hessian_norm for r in rows])
@@ -239,12 +236,7 @@ def assemble_study(
         rows=list(rows),
         provenance=StudyProvenance(
             data_sha256=data.sha256,
-            versions={
-                "plcert": __version__,
-                "torch": torch.__version__,
-                "numpy": np.__version__,
-                "python": platform.python_version(),
-            },
+            versions=versions(),
             elapsed_s=round(sum(r.elapsed_s for r in rows), 3),
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         ),

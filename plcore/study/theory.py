@@ -23,6 +23,7 @@ from plcore.kernel.infinite_width import infinite_width_ntk
 from plcore.models.spec import validate_spec
 from plcore.models.spec_schema import NONSMOOTH_ACTIVATIONS, MLPSpec
 from plcore.report.study_schema import SlopeFit, StudyKind, StudyMode, StudyRow
+from plcore.study.fit import slope_text
 
 CLOSED_FORM_ACTIVATIONS = ("erf", "relu")
 """Hidden activations with a closed-form infinite-width NTK (plcore.kernel.infinite_width)."""
@@ -198,14 +199,7 @@ def study_reasons(
 
 
 def _fitted(s: SlopeFit) -> str:
-    if s.estimate is None:
-        return "unavailable (fewer than two widths with a positive Hessian norm)"
-    ci = (
-        f", 95% interval [{s.ci_low:.3f}, {s.ci_high:.3f}]"
-        if s.ci_low is not None and s.ci_high is not None
-        else ""
-    )
-    return f"{s.estimate:.3f}{ci} from {s.n_points} points"
+    return f"{slope_text(s)} (95% interval, {s.n_points} points)"
 
 
 def _contains(s: SlopeFit, value: float) -> bool | None:

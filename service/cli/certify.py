@@ -123,6 +123,34 @@ def _load_data(source: str, target_columns: str | None) -> Any:
 
 
 @contextmanager
+def cli_errors(failed: str) -> Iterator[None]:
+    """Exit with the module docstring's codes: bad input 2 (one ``error:`` line), ``failed``
+    (e.g. "the certification failed") and the error 3, an unexpected error 3 (the traceback
+    with PLCERT_DEBUG=1), Ctrl-C 130."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        _fail("interrupted", EXIT_INTERRUPTED)
+    except _BadInput as exc:
+        _fail(str(exc), EXIT_BAD_INPUT)
+    except ValidationError as exc:
+        _fail(_validation_message(exc), EXIT_BAD_INPUT)
+    except (InputError, NonDeterministicModelError, ResourceLimitError) as exc:
+        _fail(str(exc), EXIT_BAD_INPUT)
+    except PlcertError as exc:
+        _fail(f"{failed}: {exc}", EXIT_FAILED)
+    except Exception as exc:
+        # A bug, not bad input: one line for the user (the traceback with PLCERT_DEBUG=1).
+        if os.environ.get("PLCERT_DEBUG") == "1":
+            raise
+        _fail(
+            f"internal error ({type(exc).__name__}: {exc}); this is a bug in plcert, "
+            "please report it (PLCERT_DEBUG=1 shows the traceback)",
+            EXIT_FAILED,
+        )
+
+
+@contextmanager
 def _progress(enabled: bool) -> Iterator[Callable[[float, str], None] | None]:
     """A rich progress bar on stderr; yields the ``on_progress`` callback (None when quiet)."""
     if not enabled:
@@ -209,7 +237,7 @@ def certify_command(
     """
     from plcore import CertifyOptions
 
-    try:
+    with cli_errors("the certification failed"):
         options = CertifyOptions(
             budget=budget,  # type: ignore[arg-type]
             seed=seed,
@@ -255,25 +283,6 @@ def certify_command(
             (out / "report.html").write_text(page, encoding="utf-8")
         except OSError as exc:
             raise _BadInput(f"cannot write the report to {out}: {exc.strerror or exc}") from exc
-    except KeyboardInterrupt:
-        _fail("interrupted", EXIT_INTERRUPTED)
-    except _BadInput as exc:
-        _fail(str(exc), EXIT_BAD_INPUT)
-    except ValidationError as exc:
-        _fail(_validation_message(exc), EXIT_BAD_INPUT)
-    except (InputError, NonDeterministicModelError, ResourceLimitError) as exc:
-        _fail(str(exc), EXIT_BAD_INPUT)
-    except PlcertError as exc:
-        _fail(f"the certification failed: {exc}", EXIT_FAILED)
-    except Exception as exc:
-        # A bug, not bad input: one line for the user (the traceback with PLCERT_DEBUG=1).
-        if os.environ.get("PLCERT_DEBUG") == "1":
-            raise
-        _fail(
-            f"internal error ({type(exc).__name__}: {exc}); this is a bug in plcert, "
-            "please report it (PLCERT_DEBUG=1 shows the traceback)",
-            EXIT_FAILED,
-        )
 
     assert out is not None
     _print_result(report, out, quiet)

@@ -19,23 +19,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from typer.core import TyperCommand
 
-from plcore.errors import InputError, NonDeterministicModelError, PlcertError, ResourceLimitError
 from service.cli import app
-from service.cli.certify import (
-    EXIT_BAD_INPUT,
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    _BadInput,
-    _fail,
-    _load_data,
-    _progress,
-    _read_file,
-    _validation_message,
-)
+from service.cli.certify import _BadInput, _load_data, _progress, _read_file, cli_errors
 
 study_app = typer.Typer(
     name="study",
@@ -179,32 +167,6 @@ def _run(
     _print(result, out, quiet)
 
 
-def _guarded(call: Any) -> None:
-    """Run ``call()`` with the exit codes of the module docstring."""
-    import os
-
-    try:
-        call()
-    except KeyboardInterrupt:
-        _fail("interrupted", EXIT_INTERRUPTED)
-    except _BadInput as exc:
-        _fail(str(exc), EXIT_BAD_INPUT)
-    except ValidationError as exc:
-        _fail(_validation_message(exc), EXIT_BAD_INPUT)
-    except (InputError, NonDeterministicModelError, ResourceLimitError) as exc:
-        _fail(str(exc), EXIT_BAD_INPUT)
-    except PlcertError as exc:
-        _fail(f"the study failed: {exc}", EXIT_FAILED)
-    except Exception as exc:
-        if os.environ.get("PLCERT_DEBUG") == "1":
-            raise
-        _fail(
-            f"internal error ({type(exc).__name__}: {exc}); this is a bug in plcert, "
-            "please report it (PLCERT_DEBUG=1 shows the traceback)",
-            EXIT_FAILED,
-        )
-
-
 def _print(result: Any, out: Path, quiet: bool) -> None:
     s = result.hessian_norm_slope
     fmt = "n/a" if s.estimate is None else f"{s.estimate:.3f}"
@@ -265,12 +227,10 @@ def width_command(
 ) -> None:
     """Certify SPEC at each width on DATA; fit the log-log slope of the Hessian norm."""
 
-    def call() -> None:
+    with cli_errors("the study failed"):
         values = parse_int_list(widths, "--widths")
         options = _options(budget, validation_steps, seed, device)
         _run("width", spec, data, values, seeds, depth, out, options, mode, quiet)
-
-    _guarded(call)
 
 
 @study_app.command("depth", cls=MultiValueCommand)
@@ -295,9 +255,7 @@ def depth_command(
 ) -> None:
     """Certify an MLP SPEC at each depth on DATA (descriptive; no expected exponent)."""
 
-    def call() -> None:
+    with cli_errors("the study failed"):
         values = parse_int_list(depths, "--depths")
         options = _options(budget, validation_steps, seed, device)
         _run("depth", spec, data, values, seeds, width, out, options, mode, quiet)
-
-    _guarded(call)
