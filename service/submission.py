@@ -34,7 +34,7 @@ from service.validation import (
     model_format_for,
 )
 
-MULTIPART_SCHEMA = {
+MULTIPART_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["model", "data"],
     "additionalProperties": False,
@@ -57,6 +57,7 @@ MULTIPART_SCHEMA = {
         "options": {
             "$ref": "#/components/schemas/CertifyOptions",
             "description": 'CertifyOptions as a JSON text field, e.g. {"budget": "fast"}',
+            "example": {"budget": "fast"},
         },
     },
 }
@@ -66,19 +67,54 @@ JSON_EXAMPLE: dict[str, Any] = {
     "data": {"X": [[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.5, -1.0]], "y": [0.0, 1.0, 0.5, -0.5]},
     "options": {"budget": "fast"},
 }
-"""A small valid JSON submission (the OpenAPI example; a test submits it)."""
+"""A small valid JSON submission with inline data (an OpenAPI example; a test submits it)."""
+
+NAMED_DATA_EXAMPLE: dict[str, Any] = {
+    "model_spec": {
+        "type": "mlp",
+        "input_dim": 10,
+        "widths": [64],
+        "output_dim": 1,
+        "activation": "tanh",
+    },
+    "data": "sklearn:diabetes?n=16",
+    "options": {"budget": "fast"},
+}
+"""A JSON submission on a dataset that ships with scikit-learn (16 samples of diabetes, 10
+features): Swagger UI's "Try it out" fills it in first; a browser test executes it."""
+
+SUBMIT_BODY_HOWTO = (
+    "Two forms. **JSON** (`application/json`): a model spec with inline data or a named "
+    "dataset; the examples succeed as they are from *Try it out*. **Multipart** "
+    "(`multipart/form-data`): choose a `model` file (an `.onnx` file, or a `.json` spec such "
+    "as the repository's `examples/mlp_tanh_4096.json`), a `data` file (`.npz` with arrays X "
+    'and y, such as `examples/sphere16.npz`) and keep `options` as `{"budget": "fast"}`; with '
+    'curl: `curl -F model=@model.onnx -F data=@data.npz -F \'options={"budget": "fast"}\' '
+    "URL`."
+)
 
 SUBMIT_OPENAPI: dict[str, Any] = {
     "requestBody": {
         "required": True,
+        "description": SUBMIT_BODY_HOWTO,
+        # JSON first: the form Swagger UI shows (and "Try it out" sends) by default
         "content": {
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/CertificationCreateJSON"},
+                "examples": {
+                    "named-dataset": {
+                        "summary": "MLP on 16 samples of scikit-learn's diabetes data",
+                        "value": NAMED_DATA_EXAMPLE,
+                    },
+                    "inline-data": {
+                        "summary": "Tiny MLP on four inline points",
+                        "value": JSON_EXAMPLE,
+                    },
+                },
+            },
             "multipart/form-data": {
                 "schema": MULTIPART_SCHEMA,
                 "encoding": {"options": {"contentType": "application/json"}},
-            },
-            "application/json": {
-                "schema": {"$ref": "#/components/schemas/CertificationCreateJSON"},
-                "example": JSON_EXAMPLE,
             },
         },
     }

@@ -45,30 +45,44 @@ y = h (t c) and Binary mul / div by c: e_y = |tc| e_h + gamma_3 |tc| H, backward
 (gradient of a trainable Scale: t g (.) h, bounded like the Dense weight); identity links
 (nn.Identity, Flatten, layout ops that do not change a flat value): nothing.
 
-Scope: straight chains of those links on flat float64 inputs: JSON MLP specs (either
-parameterization, any layers frozen, so also the affine last-layer fine-tuning of a frozen
-feature map) and ONNX graphs that import as such a chain (Gemm / MatMul + Add MLPs). Other models
-(convolutions, normalization layers, branching graphs) have no running-error bound here:
-:func:`evaluation_error_bound` returns None and the rigorous tier is refused for them
-(:func:`evaluation_bound_refusal` says why).
+Image links (Conv2d, pooling, Pad, BatchNormFixed, layout permutations) are in
+:mod:`plcore.estimate.rounding_spatial`. A JSON Residual y = x + block(x) runs the block's chain
+recursively: e_y = e_x + e_block + gamma_2 (|x| + |block|), and backwards the cotangents add with
+one rounding. The pass also returns T >= sum_i || |J|_i ||^2 with positional sums in absolute
+values, which bounds the Gram rounding of kernels that sum over positions
+(:func:`plcore.estimate.spectral.certified_spectrum`).
+
+Scope: the chains of :mod:`plcore.estimate.rounding_chain` (JSON MLP and layer-list specs, ONNX
+graphs that import as a chain, any layers frozen). Other models (ReLU, max pooling, LayerNorm,
+branching graphs) have no running-error bound here: :func:`evaluation_error_bound` returns None
+and the rigorous tier is refused for them (:func:`evaluation_bound_refusal` says why).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
 import torch
+import torch.nn.functional as Fn
 from torch import Tensor, nn
 
+from plcore.estimate import rounding_spatial as sp
 from plcore.estimate.activation_constants import activation_bounds
 from plcore.estimate.psd import U64, gamma, sqrt_up
-from plcore.estimate.rounding_chain import COVERED_ACTIVATIONS, Link, chain_links
+from plcore.estimate.rounding_chain import (
+    COVERED_ACTIVATIONS,
+    POOL_STEPS,
+    Link,
+    chain_links,
+    layout_index,
+)
 from plcore.kernel._checks import resolve_params
 from plcore.models import onnx_ops as ops
 from plcore.models.base import Model
-from plcore.models.layers import Activation, Bias, Dense, Scale
+from plcore.models.layers import Activation, Bias, Conv2d, Dense, Scale
 
 __all__ = ["COVERED_ACTIVATIONS", "EvaluationError", "evaluation_error_bound"]
 
@@ -83,6 +97,7 @@ _SOFTPLUS_THRESHOLD_ERR: Final = math.nextafter(math.exp(-20.0), math.inf)
 #: absolute floor per entry: covers underflow to subnormals (a few units of 2^-1074)
 _TINY: Final = 2.0**-1000
 _FINAL_SLACK: Final = 1e-6
+_G2: Final = gamma(2)
 _G3: Final = gamma(3)
 
 
@@ -93,11 +108,17 @@ class EvaluationError:
     Attributes:
         jacobian_fro: E_J >= ||J_computed - J_exact||_F.
         output: E_F >= ||F_computed - F_exact||_2.
+        abs_gram_trace: T >= sum over rows i of || |J|_i ||^2, where |J|_i is row i of J with
+            every positional sum taken in absolute values (|s| sum_p |g_p| (x) |a_p| for a
+            convolution weight, the same bound's base): the Gram rounding of a kernel that sums
+            over positions is at most gamma_M T (``spectral.certified_spectrum``).
+            None when not computed.
         method: the argument, for reports.
     """
 
     jacobian_fro: float
     output: float
+    abs_gram_trace: float | None = None
     method: str = (
         "running-error bound of the forward and backward passes (Higham 2002, ch. 3; "
         f"library functions within {LIB_ULPS} ulp assumed)"
@@ -118,8 +139,7 @@ def evaluation_bound_refusal(model: Model) -> str | None:
     return None if links is not None else why
 
 
-def _inflate(x: Tensor, n: int) -> Tensor:
-    return x * (1.0 + gamma(n + 8))
+_inflate = sp.inflate
 
 
 def _threshold_err(m: Activation, a: Tensor, e_a: Tensor) -> Tensor | float:
@@ -175,8 +195,8 @@ def _factor(lk: Link, P: _Params) -> tuple[Tensor, float] | None:
     return None
 
 
-def _forward(lk: Link, P: _Params, h: Tensor, e: Tensor) -> tuple[Tensor, Tensor] | None:
-    """(computed value, error bound) after one link (module docstring); None: not covered."""
+def _forward(lk: Link, P: _Params, h: Tensor, e: Tensor) -> tuple[Tensor, Tensor]:
+    """(computed value, error bound) after one link (module docstring)."""
     m = lk.module
     H = h.abs() + 2.0 * e
     if isinstance(m, Dense):
@@ -190,6 +210,9 @@ def _forward(lk: Link, P: _Params, h: Tensor, e: Tensor) -> tuple[Tensor, Tensor
             y = y + m.bias_scale * b
         n_in = m.in_features
         return y, _inflate(s * (e @ Wa.T) + gamma(n_in + 4) * rnd, n_in)
+    if isinstance(m, Conv2d):
+        bc = P.get(m, "bias")[0] if m.bias is not None else None
+        return sp.conv_forward(m, P.get(m, "weight")[0], bc, h, e)
     if isinstance(m, Activation):
         d1, _ = activation_bounds(m.info)
         y, prop = m(h), d1 * e
@@ -209,10 +232,171 @@ def _forward(lk: Link, P: _Params, h: Tensor, e: Tensor) -> tuple[Tensor, Tensor
         assert lk.const is not None
         y = m(lk.const, h) if lk.const_first else m(h, lk.const)
         return y, _inflate(e + _G3 * (H + lk.const.abs()), 4)
+    if isinstance(m, POOL_STEPS):
+        return sp.pool_forward(m, h, e)
+    if isinstance(m, ops.Pad):
+        return m(h), Fn.pad(e, m.pads)
+    if isinstance(m, ops.BatchNormFixed):
+        return sp.batchnorm_forward(m, h, e)
+    idx = layout_index(m, tuple(h.shape))  # a layout step (checked by chain_links)
+    assert idx is not None
     y = m(h)
-    if y.shape != h.shape or not torch.equal(y, h):
-        return None  # a layout step that moves entries of a flat value: not covered
-    return y, e
+    return y, sp.layout_forward(idx, tuple(y.shape), e)
+
+
+@dataclass
+class _Trace:
+    """What the backward pass needs of one link: its input (value, bound) and, for a Residual,
+    the trace of its block."""
+
+    link: Link
+    h: Tensor
+    e: Tensor
+    block: list[_Trace] | None = None
+
+
+def _forward_chain(
+    links: Sequence[Link], P: _Params, h: Tensor, e: Tensor, trace: list[_Trace]
+) -> tuple[Tensor, Tensor]:
+    for lk in links:
+        if lk.block is not None:  # y = x + block(x): e_y = e_x + e_b + gamma_2 (|x| + |b|)
+            inner: list[_Trace] = []
+            hb, eb = _forward_chain(lk.block, P, h, e, inner)
+            trace.append(_Trace(lk, h, e, inner))
+            rnd = h.abs() + 2.0 * e + hb.abs() + 2.0 * eb
+            h, e = h + hb, _inflate(e + eb + _G2 * rnd, 2)
+            continue
+        trace.append(_Trace(lk, h, e))
+        h, e = _forward(lk, P, h, e)
+    return h, e
+
+
+class _SumOfSquares:
+    """sum of squared per-row block bounds, and how many terms were added (for its rounding)."""
+
+    def __init__(self, like: Tensor) -> None:
+        self.total = like.new_zeros(())
+        self.terms = 0
+
+    def add(self, x: Tensor) -> None:
+        self.total = self.total + (x**2).sum()
+        self.terms += x.numel()
+
+
+def _reduce_to(x: Tensor, pshape: tuple[int, ...]) -> Tensor:
+    """x (n, k, *tail) summed over the axes a parameter of shape pshape is broadcast along:
+    (n, k, numel)."""
+    n, k, tail = x.shape[0], x.shape[1], tuple(x.shape[2:])
+    shape = pshape[1:] if len(pshape) == len(tail) + 1 else pshape
+    target = (n, k) + (1,) * (len(tail) - len(shape)) + tuple(shape)
+    return x.sum_to_size(target).reshape(n, k, -1)
+
+
+def _param_blocks(
+    tr: _Trace, P: _Params, g: Tensor, eg: Tensor, acc: _SumOfSquares, absq: _SumOfSquares
+) -> None:
+    """Add the bounds of ||dJ||^2 of the link's trainable parameters (module docstring) to acc,
+    and those of the squared norms of |J| with positional sums of absolute values to absq."""
+    m, h_in, e_in = tr.link.module, tr.h, tr.e
+    G, Gx = g.abs() + 2.0 * eg, g.abs() + eg
+    if isinstance(m, Dense):
+        s = abs(m.weight_scale)
+        eg_n, G_n = eg.norm(dim=2), G.norm(dim=2)
+        if P.get(m, "weight")[1]:
+            H_n = (h_in.abs() + 2.0 * e_in).norm(dim=1).unsqueeze(1)
+            eh_n = e_in.norm(dim=1).unsqueeze(1)
+            acc.add(s * (eg_n * H_n + Gx.norm(dim=2) * eh_n) + _G3 * s * G_n * H_n)
+            absq.add(s * G_n * H_n)
+        if m.bias is not None and P.get(m, "bias")[1]:
+            acc.add(abs(m.bias_scale) * (eg_n + _G3 * G_n))
+            absq.add(abs(m.bias_scale) * G_n)
+    elif isinstance(m, Conv2d):
+        W, trainable = P.get(m, "weight")
+        blocks = []
+        if trainable:
+            blocks.append(sp.conv_weight_block(m, W, h_in, e_in, g, eg))
+        if m.bias is not None and P.get(m, "bias")[1]:
+            blocks.append(sp.conv_bias_block(m, g, eg))
+        for err, absolute in blocks:
+            acc.add(err)
+            absq.add(absolute)
+    elif isinstance(m, Bias | Scale):
+        p, trainable = P.get(m, "bias" if isinstance(m, Bias) else "weight")
+        if not trainable:
+            return
+        pshape = tuple(p.shape)
+        q = max(1, math.prod(g.shape[2:]) // max(1, p.numel()))  # terms per parameter entry
+        if isinstance(m, Bias):
+            absolute = _reduce_to(G, pshape)
+            blk = _reduce_to(eg, pshape) + gamma(q + 2) * absolute
+        else:
+            H, eh = (h_in.abs() + 2.0 * e_in).unsqueeze(1), e_in.unsqueeze(1)
+            absolute = _reduce_to(G * H, pshape)
+            blk = _reduce_to(eg * H + Gx * eh, pshape) + gamma(q + 3) * absolute
+        acc.add(_inflate(abs(m.scale) * blk, q).norm(dim=2))
+        absq.add(_inflate(abs(m.scale) * absolute, q).norm(dim=2))
+
+
+def _backward(
+    tr: _Trace, P: _Params, g: Tensor, eg: Tensor, acc: tuple[_SumOfSquares, _SumOfSquares]
+) -> tuple[Tensor, Tensor]:
+    """(g_in, e_{g_in}) before one link, adding its parameters' Jacobian bounds to acc."""
+    lk, h_in, e_in = tr.link, tr.h, tr.e
+    m = lk.module
+    if tr.block is not None:  # cotangents add: one rounding
+        gb, egb = _backward_chain(tr.block, P, g, eg, acc)
+        rnd = g.abs() + 2.0 * eg + gb.abs() + 2.0 * egb
+        return g + gb, _inflate(eg + egb + _G2 * rnd, 2)
+    _param_blocks(tr, P, g, eg, *acc)
+    G, Gx = g.abs() + 2.0 * eg, g.abs() + eg
+    if isinstance(m, Dense):
+        W = P.get(m, "weight")[0]
+        Wa, s, n_out = W.abs(), abs(m.weight_scale), m.out_features
+        e = _inflate(s * (eg @ Wa) + gamma(n_out + 4) * s * (G @ Wa), n_out)
+        return m.weight_scale * (g @ W), e
+    if isinstance(m, Conv2d):
+        return sp.conv_backward(m, P.get(m, "weight")[0], tuple(h_in.shape), g, eg)
+    if isinstance(m, Activation):
+        d1, d2 = activation_bounds(m.info)
+        D = _deriv_abs_err(m, d1, h_in, e_in) + torch.zeros_like(h_in)
+        Pd = (d1 + D).unsqueeze(1)
+        local = (D + d2 * e_in).unsqueeze(1)  # (n, 1, ...)
+        a_ = h_in.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            (deriv,) = torch.autograd.grad(m(a_).sum(), a_)
+        return g * deriv.unsqueeze(1), _inflate(eg * Pd + Gx * local + U64 * G * Pd, 4)
+    if isinstance(m, Bias):
+        return g, eg
+    if (f := _factor(lk, P)) is not None:
+        e = _inflate(f[0] * eg + f[1] * f[0] * G, 4)
+        if isinstance(m, Scale):
+            return g * (m.scale * P.get(m, "weight")[0]), e
+        assert isinstance(m, ops.Binary) and lk.const is not None
+        return (g * lk.const if m.kind == "mul" else g / lk.const), e
+    if isinstance(m, ops.Binary):
+        return (-g if m.kind == "sub" and lk.const_first else g), eg
+    if isinstance(m, POOL_STEPS):
+        return sp.pool_backward(m, tuple(h_in.shape), g, eg)
+    if isinstance(m, ops.Pad):
+        return sp.pad_backward(m, g, eg)
+    if isinstance(m, ops.BatchNormFixed):
+        return sp.batchnorm_backward(m, g, eg)
+    idx = layout_index(m, tuple(h_in.shape))
+    assert idx is not None
+    shape = tuple(h_in.shape)
+    return sp.layout_backward(idx, shape, g), sp.layout_backward(idx, shape, eg)
+
+
+def _backward_chain(
+    trace: list[_Trace],
+    P: _Params,
+    g: Tensor,
+    eg: Tensor,
+    acc: tuple[_SumOfSquares, _SumOfSquares],
+) -> tuple[Tensor, Tensor]:
+    for tr in reversed(trace):
+        g, eg = _backward(tr, P, g, eg, acc)
+    return g, eg
 
 
 def evaluation_error_bound(
@@ -223,69 +407,20 @@ def evaluation_error_bound(
     links, _ = chain_links(model)
     if links is None:
         return None
-    dt = torch.float64
     P = _Params(model, resolve_params(model, params, device=X.device))
-    h = X.reshape(X.shape[0], -1).to(dt)
-    e = torch.zeros_like(h)
-    inputs: list[tuple[Tensor, Tensor]] = []  # (computed value, error) entering each link
-    for lk in links:
-        inputs.append((h, e))
-        step = _forward(lk, P, h, e)
-        if step is None:
-            return None
-        h, e = step
-    output = float(e.norm()) * (1.0 + gamma(e.numel() + 2))
-
-    # backward, one cotangent per output c: g has shape (n, k, width)
-    n, k = h.shape[0], h.shape[1]
-    g = torch.eye(k, dtype=dt, device=h.device).expand(n, k, k).clone()
-    eg = torch.zeros_like(g)
-    total = torch.zeros((), dtype=dt, device=h.device)
-    for lk, (h_in, e_in) in zip(reversed(links), reversed(inputs), strict=True):
-        m = lk.module
-        G = g.abs() + 2.0 * eg
-        eg_n, G_n = eg.norm(dim=2), G.norm(dim=2)
-        Gx = g.abs() + eg  # >= |g_exact|
-        if isinstance(m, Dense | Bias):
-            attr, t = ("bias", m.bias_scale) if isinstance(m, Dense) else ("bias", m.scale)
-            if getattr(m, attr, None) is not None and P.get(m, attr)[1]:
-                total = total + ((abs(t) * (eg_n + _G3 * G_n)) ** 2).sum()
-        if isinstance(m, Dense):
-            W, trainable = P.get(m, "weight")
-            s = abs(m.weight_scale)
-            if trainable:
-                H_n = (h_in.abs() + 2.0 * e_in).norm(dim=1).unsqueeze(1)
-                eh_n = e_in.norm(dim=1).unsqueeze(1)
-                dW = s * (eg_n * H_n + Gx.norm(dim=2) * eh_n) + _G3 * s * G_n * H_n
-                total = total + (dW**2).sum()
-            Wa, n_out = W.abs(), m.out_features
-            eg = _inflate(s * (eg @ Wa) + gamma(n_out + 4) * s * (G @ Wa), n_out)
-            g = m.weight_scale * (g @ W)
-        elif isinstance(m, Activation):
-            d1, d2 = activation_bounds(m.info)
-            D = _deriv_abs_err(m, d1, h_in, e_in) + torch.zeros_like(h_in)
-            Pd = (d1 + D).unsqueeze(1)
-            local = (D + d2 * e_in).unsqueeze(1)  # (n, 1, width)
-            eg = _inflate(eg * Pd + Gx * local + U64 * G * Pd, 4)
-            a_ = h_in.detach().clone().requires_grad_(True)
-            (deriv,) = torch.autograd.grad(m(a_).sum(), a_)
-            g = g * deriv.unsqueeze(1)
-        elif (f := _factor(lk, P)) is not None:
-            if isinstance(m, Scale) and P.get(m, "weight")[1]:
-                H = (h_in.abs() + 2.0 * e_in).unsqueeze(1)
-                dc = abs(m.scale) * ((eg * H + Gx * e_in.unsqueeze(1)).norm(dim=2))
-                total = total + ((dc + _G3 * abs(m.scale) * (G * H).norm(dim=2)) ** 2).sum()
-            eg = _inflate(f[0] * eg + f[1] * f[0] * G, 4)
-            if isinstance(m, Scale):
-                g = g * (m.scale * P.get(m, "weight")[0])
-            else:
-                assert isinstance(m, ops.Binary) and lk.const is not None
-                g = g * lk.const if m.kind == "mul" else g / lk.const
-        elif isinstance(m, ops.Binary) and m.kind == "sub" and lk.const_first:
-            g = -g
-    terms = n * k * len(links) + 2
-    jac = sqrt_up(float(total) * (1.0 + gamma(terms)))
-    return EvaluationError(jacobian_fro=_up(jac), output=_up(output))
+    h = X.reshape(X.shape[0], *model.input_shape).to(torch.float64)
+    trace: list[_Trace] = []
+    with torch.no_grad():
+        h, e = _forward_chain(links, P, h, torch.zeros_like(h), trace)
+        output = float(e.norm()) * (1.0 + gamma(e.numel() + 2))
+        # backward, one cotangent per output c: g has shape (n, k, *output shape)
+        n, k = h.shape[0], math.prod(h.shape[1:])
+        g = torch.eye(k, dtype=h.dtype, device=h.device).expand(n, k, k).reshape(n, k, *h.shape[1:])
+        acc, absq = _SumOfSquares(h), _SumOfSquares(h)
+        _backward_chain(trace, P, g.clone(), torch.zeros_like(g), (acc, absq))
+    jac = sqrt_up(float(acc.total) * (1.0 + gamma(acc.terms + 2)))
+    abs_trace = _up(float(absq.total) * (1.0 + gamma(absq.terms + 2)))
+    return EvaluationError(jacobian_fro=_up(jac), output=_up(output), abs_gram_trace=abs_trace)
 
 
 def corrected_lambda_min_lower(lambda_lower: float, jacobian_error: float) -> float:

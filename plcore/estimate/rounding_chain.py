@@ -1,19 +1,32 @@
 """The layer chain that :mod:`plcore.estimate.rounding` bounds: a model as a list of links.
 
-A link is one step of a straight chain h_0 = x, h_j = step_j(h_{j-1}[, constant]) on flat
-(n, d) values. Accepted steps: :class:`~plcore.models.layers.Dense`,
-:class:`~plcore.models.layers.Bias` and :class:`~plcore.models.layers.Scale` (trainable or
-frozen), smooth
-:class:`~plcore.models.layers.Activation` modules with a covered name, ONNX ``Binary``
-add / sub / mul / div against a load-time constant (div only with the constant as divisor), and
-steps that leave the value unchanged (``nn.Identity``, ``nn.Flatten``, ONNX layout ops that are
-the identity on the given inputs). Sources: ``nn.Sequential`` (JSON specs) and the ONNX
-interpreter :class:`~plcore.models.onnx_graph.OnnxGraphModule` when its wiring is such a chain.
-Anything else gives a reason instead of a chain.
+A link is one step of a straight chain h_0 = x, h_j = step_j(h_{j-1}[, constant]) on values of
+shape (n, ...) (flat vectors or images (n, C, H, W)). Accepted steps:
+
+* parameterized layers :class:`~plcore.models.layers.Dense` (on flat values),
+  :class:`~plcore.models.layers.Conv2d` (any stride, padding, dilation, groups),
+  :class:`~plcore.models.layers.Bias` and :class:`~plcore.models.layers.Scale` (trainable or
+  frozen, broadcast against the value but not enlarging it);
+* smooth :class:`~plcore.models.layers.Activation` modules with a covered name;
+* ONNX ``Binary`` add / sub / mul / div against a load-time constant (div only with the
+  constant as divisor), ``Pad`` (constant), ``AvgPool2d``, ``GlobalPool("avg")``,
+  ``BatchNormFixed``, ``Reduce`` mean over non-batch axes; ``nn.AvgPool2d`` (no divisor
+  override) and the JSON ``GlobalAvgPool``;
+* layout steps that move entries without arithmetic and keep every sample's entries in that
+  sample (``nn.Identity``, ``nn.Flatten``, ONNX Flatten / Reshape / Transpose / Squeeze /
+  Unsqueeze; checked on a probe of index values);
+* the JSON ``Residual`` y = x + block(x), whose block is a chain of these links itself.
+
+No parameter may be used by two links (a shared parameter's Jacobian column is the sum of the
+links' columns, which the per-link bound does not add up). Sources: ``nn.Sequential`` (JSON
+specs) and the ONNX interpreter :class:`~plcore.models.onnx_graph.OnnxGraphModule` when its
+wiring is such a chain. Anything else (ReLU, max pooling, LayerNorm, Softmax, branching graphs)
+gives a reason instead of a chain.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -21,24 +34,31 @@ from torch import Tensor, nn
 
 from plcore.models import onnx_ops as ops
 from plcore.models.base import Model
-from plcore.models.layers import Activation, Bias, Dense, Scale
+from plcore.models.layers import Activation, Bias, Conv2d, Dense, Scale
 from plcore.models.onnx_graph import OnnxGraphModule
 from plcore.models.onnx_layout import LAYOUT_ONLY
+from plcore.models.spec_build import GlobalAvgPool, Residual
 
 #: activations whose library accuracy :mod:`plcore.estimate.rounding` assumes (tests check it)
 COVERED_ACTIVATIONS = frozenset(
     {"identity", "tanh", "erf", "sigmoid", "softplus", "gelu", "silu", "sin"}
 )
 
+#: steps that only move entries (checked on a probe: a sample-preserving bijection)
+LAYOUT_STEPS = (nn.Identity, nn.Flatten, *LAYOUT_ONLY)
+#: linear averaging steps: each output is a mean of at most q inputs (rounding_spatial.pool_terms)
+POOL_STEPS = (nn.AvgPool2d, ops.AvgPool2d, ops.GlobalPool, GlobalAvgPool, ops.Reduce)
+
 
 @dataclass(frozen=True)
 class Link:
     """One step of the chain; ``const`` is the constant operand of a Binary step and
-    ``const_first`` whether it is the left operand."""
+    ``const_first`` whether it is the left operand; ``block`` the inner chain of a Residual."""
 
     module: nn.Module
     const: Tensor | None = None
     const_first: bool = False
+    block: tuple[Link, ...] | None = None
 
 
 def _accepts(m: nn.Module) -> str | None:
@@ -46,9 +66,35 @@ def _accepts(m: nn.Module) -> str | None:
         if m.name not in COVERED_ACTIVATIONS or m.info.d2_sup is None:
             return f"activation {m.name!r} has no running-error bound"
         return None
-    if isinstance(m, (Dense, Bias, Scale, nn.Identity, nn.Flatten, *LAYOUT_ONLY)):
+    if isinstance(m, ops.GlobalPool) and m.kind != "avg":
+        return "global max pooling is not smooth and has no running-error bound"
+    if isinstance(m, ops.Reduce) and (m.kind != "mean" or m.axes is None):
+        return f"Reduce{m.kind} over {m.axes or 'all axes'} has no running-error bound"
+    if isinstance(m, nn.AvgPool2d) and m.divisor_override is not None:
+        return "AvgPool2d with divisor_override has no running-error bound"
+    if isinstance(m, (Dense, Conv2d, Bias, Scale, ops.Pad, ops.BatchNormFixed, *POOL_STEPS)):
+        return None
+    if isinstance(m, LAYOUT_STEPS):
         return None
     return f"step {type(m).__name__} has no running-error bound"
+
+
+def _sequential_links(seq: nn.Sequential) -> tuple[list[Link] | None, str]:
+    links: list[Link] = []
+    for m in seq._modules.values():
+        if m is None:
+            continue
+        if isinstance(m, Residual):
+            inner, why = _sequential_links(m.block)
+            if inner is None:
+                return None, why
+            links.append(Link(m, block=tuple(inner)))
+            continue
+        refused = _accepts(m)
+        if refused is not None:
+            return None, refused
+        links.append(Link(m))
+    return links, ""
 
 
 def _graph_links(g: OnnxGraphModule) -> tuple[list[Link] | None, str]:
@@ -80,24 +126,102 @@ def _graph_links(g: OnnxGraphModule) -> tuple[list[Link] | None, str]:
     return links, ""
 
 
+def layout_index(m: nn.Module, shape: tuple[int, ...]) -> Tensor | None:
+    """For a layout step on values of ``shape`` (batch first): idx with y.flatten() =
+    x.flatten()[idx] and the output shape's batch axis unchanged, when the step is a bijection
+    that keeps every sample's entries in that sample; else None."""
+    n, total = shape[0], math.prod(shape)
+    src = torch.arange(total, dtype=torch.float64).reshape(shape)
+    y = m(src)
+    if y.ndim < 1 or y.shape[0] != n or y.numel() != total:
+        return None
+    idx = y.reshape(-1).to(torch.int64)
+    per_in, per_out = total // max(n, 1), y.numel() // max(n, 1)
+    sample_of_out = torch.arange(y.numel()) // max(per_out, 1)
+    if not torch.equal(idx // max(per_in, 1), sample_of_out):
+        return None
+    if not torch.equal(torch.sort(idx).values, torch.arange(total)):
+        return None
+    return idx
+
+
+def _probe(links: list[Link] | tuple[Link, ...], h: Tensor) -> tuple[Tensor | None, str]:
+    """Run the chain on a probe batch and check the shape rules of each link."""
+    for lk in links:
+        m = lk.module
+        if lk.block is not None:
+            out, why = _probe(lk.block, h)
+            if out is None:
+                return None, why
+            if out.shape != h.shape:
+                return None, "a residual block changes the shape of its input"
+            h = h + out
+            continue
+        if isinstance(m, Dense) and h.ndim != 2:
+            return None, f"a Dense layer acts on values of shape {tuple(h.shape[1:])}, not flat"
+        if isinstance(m, Conv2d) and h.ndim != 4:
+            return None, f"a Conv2d layer gets values of shape {tuple(h.shape[1:])}"
+        if isinstance(m, ops.Reduce) and any(a % h.ndim == 0 for a in m.axes or (0,)):
+            return None, "a ReduceMean averages over the sample axis"
+        if isinstance(m, LAYOUT_STEPS) and layout_index(m, tuple(h.shape)) is None:
+            return None, f"layout step {type(m).__name__} mixes samples or is not a bijection"
+        if isinstance(m, ops.Binary):
+            assert lk.const is not None
+            y = m(lk.const, h) if lk.const_first else m(h, lk.const)
+        else:
+            y = m(h)
+        if isinstance(m, Bias | Scale | ops.Binary | ops.BatchNormFixed) and y.shape != h.shape:
+            return None, f"step {type(m).__name__} broadcasts the value to a larger shape"
+        h = y
+    return h, ""
+
+
+def _shared(links: list[Link] | tuple[Link, ...], seen: set[int]) -> str | None:
+    for lk in links:
+        if lk.block is not None:
+            why = _shared(lk.block, seen)
+            if why is not None:
+                return why
+            continue
+        if id(lk.module) in seen:
+            return f"step {type(lk.module).__name__} is applied twice"
+        seen.add(id(lk.module))
+        for p in lk.module.parameters():
+            if id(p) in seen:
+                return "a parameter is shared by two layers"
+            seen.add(id(p))
+    return None
+
+
+def _has_layer(links: list[Link] | tuple[Link, ...]) -> bool:
+    return any(
+        isinstance(lk.module, Dense | Conv2d | Bias | Scale)
+        or (lk.block is not None and _has_layer(lk.block))
+        for lk in links
+    )
+
+
 def chain_links(model: Model) -> tuple[list[Link] | None, str]:
     """(links, "") for a model the running-error bound covers, else (None, why not)."""
     module = model.module
-    if len(model.input_shape) != 1:
-        return None, "inputs are not flat vectors"
     if isinstance(module, OnnxGraphModule):
         links, why = _graph_links(module)
     elif isinstance(module, nn.Sequential):
-        links = [Link(m) for m in module._modules.values() if m is not None]
-        why = next((w for m in links if (w := _accepts(m.module)) is not None), "")
-        links = None if why else links
+        links, why = _sequential_links(module)
     else:
         return None, f"{type(module).__name__} is neither a layer chain nor an ONNX graph"
     if links is None:
         return None, why
-    if not any(isinstance(lk.module, Dense | Bias | Scale) for lk in links):
+    if not _has_layer(links):
         return None, "no parameterized layer"
     for p in module.parameters():
         if p.dtype != torch.float64:
             return None, f"parameters in {p.dtype}, the bound assumes float64"
+    why_shared = _shared(links, set())
+    if why_shared is not None:
+        return None, why_shared
+    with torch.no_grad():
+        out, why = _probe(links, torch.zeros((2, *model.input_shape), dtype=torch.float64))
+    if out is None:
+        return None, why
     return links, ""

@@ -37,7 +37,7 @@ from plcore.kernel import (
 )
 from plcore.kernel.parameter_gram import gram_accumulation_length
 from plcore.models.base import Model
-from plcore.models.layers import Activation, Dense
+from plcore.models.layers import PARAMETERIZED_LAYERS, Conv2d, Dense
 from plcore.progress import Progress
 
 
@@ -117,17 +117,67 @@ class CertifiedSpectrum:
         return corrected_upper(rn, self.evaluation.residual(rn))
 
 
+def _positional_lengths(model: Model) -> int:
+    """Sum over the calls of trainable Conv2d / Bias / Scale layers (and Dense layers on values
+    with extra axes) of the rounding chain their structured-kernel entries add beyond the dot
+    products counted in m: P^2 + P (the double sum over output positions, or the per-row sum)
+    + q (the terms a broadcast parameter sums) + d_in + d_out + 4, from a probe forward of one
+    sample (so padding that enlarges an image is counted)."""
+    extra = 0
+
+    def hook(mod: nn.Module, inputs: tuple[Tensor, ...], out: Tensor) -> None:
+        nonlocal extra
+        positions, fan = 1, 0
+        if isinstance(mod, Conv2d):
+            positions = math.prod(out.shape[2:])
+            fan = math.prod(mod.weight.shape[1:]) + mod.weight.shape[0] // mod.groups
+        elif isinstance(mod, Dense):
+            positions = math.prod(out.shape[1:-1])
+            fan = mod.in_features + mod.out_features
+        else:
+            size = sum(p.numel() for p in mod.parameters(recurse=False))
+            positions = max(1, math.prod(out.shape[1:]) // max(1, size))
+        extra += positions * positions + 2 * positions + fan + 4
+
+    layers = [
+        mod
+        for mod in model.module.modules()
+        if isinstance(mod, PARAMETERIZED_LAYERS) and any(p.requires_grad for p in mod.parameters())
+    ]
+    if all(isinstance(mod, Dense) for mod in layers) and len(model.input_shape) == 1:
+        return 0  # flat Dense chains: no positions
+    handles = [mod.register_forward_hook(hook) for mod in layers]
+    try:
+        with torch.no_grad():
+            model.module(torch.zeros((1, *model.input_shape), dtype=torch.float64))
+    finally:
+        for h in handles:
+            h.remove()
+    return extra
+
+
 def kernel_accumulation_length(model: Model) -> int:
     """M for the kernel of ``model`` (:func:`plcore.estimate.psd.accumulation_length`). Chains of
-    Dense layers: m + 4 (modules + 2). Convolutions and broadcast parameters (Bias, Scale) make
-    the structured kernel sum over pairs of positions as well, so prod(input_shape)^2 per module
-    is added: generous, but a valid chain length for every kernel method."""
-    modules = list(model.module.modules())
-    M = accumulation_length(model.n_params, len(modules))
-    plain = (Dense, Activation, nn.Identity, nn.Flatten, nn.Sequential)
-    if any(not isinstance(mod, plain) for mod in modules):
-        M += math.prod(model.input_shape) ** 2 * len(modules)
-    return M
+    Dense layers: m + 4 (modules + 2). Convolutions, broadcast parameters (Bias, Scale) and
+    Dense layers on extra axes make the structured kernel sum over pairs of output positions as
+    well (:mod:`plcore.kernel.structured`): their lengths are added layer by layer
+    (:func:`_positional_lengths`), a valid chain length for every kernel method. Such positional
+    sums may cancel, so their rounding is bounded through |J| with absolute positional sums:
+    :func:`certified_spectrum` enlarges M by T / tr(K) (``EvaluationError.abs_gram_trace``)."""
+    M = accumulation_length(model.n_params, len(list(model.module.modules())))
+    return M + _positional_lengths(model)
+
+
+def _absolute_accumulation(M: int, K: Tensor, ev: EvaluationError | None) -> int:
+    """M' with gamma_{M'} tr(fl K) >= gamma_M T, T = ev.abs_gram_trace (>= sum_i || |J|_i ||^2):
+    gamma_{cM} >= c gamma_M for c >= 1, so M' = ceil(c M) with c = max(1, T / tr(fl K))."""
+    if ev is None or ev.abs_gram_trace is None:
+        return M
+    tr = float(K.diagonal().clamp(min=0).sum())
+    if not tr > 0:
+        return M
+    c = ev.abs_gram_trace / tr * (1.0 + 1e-6)
+    return M if c <= 1.0 else math.ceil(c * M)
 
 
 def certified_spectrum(
@@ -152,7 +202,8 @@ def certified_spectrum(
     ``method``. ``X`` None skips step 2: the bounds then hold for the Jacobian AS EVALUATED
     only (used to audit step 1; the certification always passes X). ``eigenvalues``
     (ascending, from eigvalsh) only place the shifts."""
-    M = kernel_accumulation_length(model)
+    ev = None if X is None else evaluation_error_bound(model, X, params=params)
+    M = _absolute_accumulation(kernel_accumulation_length(model), K, ev)
     lo_est = None if eigenvalues is None else float(eigenvalues[0])
     hi_est = None if eigenvalues is None else float(eigenvalues[-1])
     lo = certified_lambda_min_lower(K, accumulation=M, estimate=lo_est)
@@ -160,7 +211,6 @@ def certified_spectrum(
     method = f"{lo.method}; Gram rounding gamma_M tr(K), M = {M}"
     if X is None:
         return CertifiedSpectrum(lo.value, sqrt_up(hi.value), f"{method}; J as evaluated")
-    ev = evaluation_error_bound(model, X, params=params)
     if ev is None:
         why = evaluation_bound_refusal(model)
         return CertifiedSpectrum(

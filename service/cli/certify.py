@@ -4,9 +4,13 @@ Writes ``DIR/report.json`` and ``DIR/report.html`` and prints a summary table.
 ``--dry-run`` loads model and data, prints the estimated time and peak memory of the run
 (:mod:`plcore.estimate.cost`; ``--json`` for JSON) and exits 0 without computing.
 
+CI gates (:mod:`service.cli.gates`, docs/ci.md): ``--junit FILE`` writes a JUnit XML result
+with one test case per check, ``--min-rate X`` and ``--max-steps N`` add the rate and steps checks.
+
 Exit codes: 0 done (and certified, with ``--fail-if-not-certified``); 1 not certified with
-``--fail-if-not-certified``; 2 bad input or usage (one ``error: ...`` line on stderr, no
-traceback); 3 the computation failed (a numerical error); 130 interrupted (Ctrl-C).
+``--fail-if-not-certified`` or ``--junit``, or a gate failed; 2 bad input or usage (one
+``error: ...`` line on stderr, no traceback); 3 the computation failed (a numerical error);
+130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -25,6 +29,14 @@ from rich.console import Console
 
 from plcore.errors import InputError, NonDeterministicModelError, PlcertError, ResourceLimitError
 from service.cli import app
+from service.cli.gates import (
+    GateRun,
+    GateUsageError,
+    JunitOption,
+    MaxStepsOption,
+    MinRateOption,
+    check_gate_options,
+)
 from service.cli.options import FrozenOption, TrainableOption
 from service.cli.progress import stage_progress
 
@@ -123,27 +135,33 @@ def _load_data(source: str, target_columns: str | None) -> Any:
 
 
 @contextmanager
-def cli_errors(failed: str) -> Iterator[None]:
-    """Exit with the module docstring's codes: bad input 2 (one ``error:`` line), ``failed``
-    (e.g. "the certification failed") and the error 3, an unexpected error 3 (the traceback
-    with PLCERT_DEBUG=1), Ctrl-C 130."""
+def cli_errors(
+    failed: str,
+    *,
+    fail: Callable[[str, int], NoReturn] = _fail,
+    bad_input: tuple[type[Exception], ...] = (),
+) -> Iterator[None]:
+    """Exit with the module docstring's codes: bad input (and ``bad_input``) 2 with one
+    ``error:`` line, ``failed`` (e.g. "the certification failed") and the error 3, an unexpected
+    error 3 (the traceback with PLCERT_DEBUG=1), Ctrl-C 130; ``fail`` prints and exits."""
+    usage: tuple[type[Exception], ...] = (_BadInput, *bad_input)
     try:
         yield
     except KeyboardInterrupt:
-        _fail("interrupted", EXIT_INTERRUPTED)
-    except _BadInput as exc:
-        _fail(str(exc), EXIT_BAD_INPUT)
+        fail("interrupted", EXIT_INTERRUPTED)
+    except usage as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
     except ValidationError as exc:
-        _fail(_validation_message(exc), EXIT_BAD_INPUT)
+        fail(_validation_message(exc), EXIT_BAD_INPUT)
     except (InputError, NonDeterministicModelError, ResourceLimitError) as exc:
-        _fail(str(exc), EXIT_BAD_INPUT)
+        fail(str(exc), EXIT_BAD_INPUT)
     except PlcertError as exc:
-        _fail(f"{failed}: {exc}", EXIT_FAILED)
+        fail(f"{failed}: {exc}", EXIT_FAILED)
     except Exception as exc:
         # A bug, not bad input: one line for the user (the traceback with PLCERT_DEBUG=1).
         if os.environ.get("PLCERT_DEBUG") == "1":
             raise
-        _fail(
+        fail(
             f"internal error ({type(exc).__name__}: {exc}); this is a bug in plcert, "
             "please report it (PLCERT_DEBUG=1 shows the traceback)",
             EXIT_FAILED,
@@ -220,6 +238,9 @@ def certify_command(
     fail_if_not_certified: Annotated[
         bool, typer.Option("--fail-if-not-certified", help="Exit 1 unless certified.")
     ] = False,
+    junit: JunitOption = None,
+    min_rate: MinRateOption = None,
+    max_steps: MaxStepsOption = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar or table; print the verdict.")
     ] = False,
@@ -233,11 +254,21 @@ def certify_command(
 ) -> None:
     """Certify that gradient descent trains MODEL on DATA to zero loss; write the report to --out.
 
-    Exit codes: 0 done, 1 not certified (with --fail-if-not-certified), 2 bad input or usage.
+    Exit codes: 0 done, 1 not certified (with --fail-if-not-certified or --junit) or a gate
+    (--min-rate, --max-steps) failed, 2 bad input or usage, 3 the computation failed.
     """
     from plcore import CertifyOptions
 
-    with cli_errors("the certification failed"):
+    gates = GateRun(
+        f"plcert certify {model} {data}", junit, min_rate, max_steps, fail_if_not_certified
+    )
+
+    def fail(message: str, code: int) -> NoReturn:
+        gates.write_error(message)
+        _fail(message, code)
+
+    with cli_errors("the certification failed", fail=fail, bad_input=(GateUsageError,)):
+        check_gate_options(min_rate, junit)
         options = CertifyOptions(
             budget=budget,  # type: ignore[arg-type]
             seed=seed,
@@ -286,8 +317,12 @@ def certify_command(
 
     assert out is not None
     _print_result(report, out, quiet)
-    if fail_if_not_certified and report.verdict != "certified":
-        raise typer.Exit(EXIT_NOT_CERTIFIED)
+    try:
+        code = gates.apply(report)
+    except OSError as exc:
+        _fail(f"cannot write --junit {junit}: {exc.strerror or exc}", EXIT_BAD_INPUT)
+    if code != EXIT_OK:
+        raise typer.Exit(code)
 
 
 def _print_result(report: Any, out: Path, quiet: bool) -> None:

@@ -4,8 +4,12 @@ Prints the job id. With ``--wait`` it follows the job with a progress bar and, w
 succeeded, writes ``report.json`` and ``report.html`` into ``--out`` (if given) and prints the
 verdict.
 
+``--junit FILE``, ``--min-rate X`` and ``--max-steps N`` (which imply ``--wait``) are the CI
+gates of ``plcert certify`` (:mod:`service.cli.gates`, docs/ci.md).
+
 Exit codes (as ``plcert certify``): 0 submitted, or done (and certified, with
-``--fail-if-not-certified``); 1 not certified with ``--fail-if-not-certified``; 2 bad input or
+``--fail-if-not-certified``); 1 not certified with ``--fail-if-not-certified`` or ``--junit``, or
+a gate failed; 2 bad input or
 usage (an HTTP 4xx answer prints its problem detail; a job that failed on its input); 3 the job
 failed otherwise or was canceled; 130 interrupted (the job keeps running on the server).
 """
@@ -14,15 +18,26 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import httpx
 import typer
 from rich.console import Console
 
 from service.cli import app
+from service.cli.gates import (
+    GateRun,
+    GateUsageError,
+    JunitOption,
+    MaxStepsOption,
+    MinRateOption,
+    check_gate_options,
+)
 from service.cli.options import FrozenOption, TrainableOption
 from service.cli.progress import stage_progress
+
+if TYPE_CHECKING:
+    from service.client import CertificationJob, PlcertClient
 
 EXIT_OK = 0
 EXIT_NOT_CERTIFIED = 1
@@ -81,50 +96,67 @@ def submit(
     timeout: Annotated[
         float | None, typer.Option(min=0, help="With --wait: give up after this many seconds.")
     ] = None,
+    junit: JunitOption = None,
+    min_rate: MinRateOption = None,
+    max_steps: MaxStepsOption = None,
 ) -> None:
-    """Submit MODEL and DATA to a plcert server and print the job id."""
+    """Submit MODEL and DATA to a plcert server and print the job id.
+
+    --junit, --min-rate and --max-steps imply --wait (the CI gates of docs/ci.md).
+    """
     from service.client import JobTimeout, PlcertClient, PlcertHTTPError
 
+    gates = GateRun(
+        f"plcert submit {model} {data}", junit, min_rate, max_steps, fail_if_not_certified
+    )
+
+    def fail(message: str, code: int) -> NoReturn:
+        gates.write_error(message)
+        _fail(message, code)
+
     opts: dict[str, Any] = {}
+    try:
+        check_gate_options(min_rate, junit)
+    except GateUsageError as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
     if options:
         try:
             opts = json.loads(options)
         except json.JSONDecodeError as exc:
-            _fail(f"--options is not valid JSON: {exc}", EXIT_BAD_INPUT)
+            fail(f"--options is not valid JSON: {exc}", EXIT_BAD_INPUT)
         if not isinstance(opts, dict):
-            _fail("--options must be a JSON object", EXIT_BAD_INPUT)
+            fail("--options must be a JSON object", EXIT_BAD_INPUT)
     if trainable:
         opts["trainable"] = list(trainable)
     if frozen:
         opts["frozen"] = list(frozen)
     is_named = ":" in data and not Path(data).exists()
     if not Path(model).is_file():
-        _fail(f"model file {model!r} does not exist", EXIT_BAD_INPUT)
+        fail(f"model file {model!r} does not exist", EXIT_BAD_INPUT)
     if not is_named and not Path(data).is_file():
-        _fail(
-            f"data file {data!r} does not exist (or use a name like sklearn:NAME)", EXIT_BAD_INPUT
-        )
-    wait = wait or fail_if_not_certified
+        fail(f"data file {data!r} does not exist (or use a name like sklearn:NAME)", EXIT_BAD_INPUT)
+    wait = wait or fail_if_not_certified or gates.asked
 
     client = PlcertClient(url, api_key=api_key)
     console = Console(stderr=True, highlight=False)
     try:
         if dry_run:
-            typer.echo(json.dumps(client.estimate(Path(model), data, opts, weights=weights)))
+            estimate = client.estimate(Path(model), data, opts, weights=weights)
+            typer.echo(estimate.model_dump_json())
             raise typer.Exit(EXIT_OK)
         job = client.submit(Path(model), data, opts, weights=weights)
-        typer.echo(job["id"])
+        typer.echo(job.id)
         if not wait:
             raise typer.Exit(EXIT_OK)
-        job = _follow(client, job["id"], console, timeout)
-        raise typer.Exit(_finish(client, job, out, fail_if_not_certified, console))
+        job = _follow(client, job.id, console, timeout)
+        raise typer.Exit(_finish(client, job, out, gates, console))
     except PlcertHTTPError as exc:
         code = EXIT_BAD_INPUT if 400 <= exc.status < 500 else EXIT_FAILED
-        _fail(f"HTTP {exc.status}: {_problem_text(exc.problem)}", code)
+        fail(f"HTTP {exc.status}: {_problem_text(exc.problem)}", code)
     except httpx.HTTPError as exc:
-        _fail(f"cannot reach {url}: {exc}", EXIT_BAD_INPUT)
+        fail(f"cannot reach {url}: {exc}", EXIT_BAD_INPUT)
     except JobTimeout as exc:
-        _fail(str(exc), EXIT_FAILED)
+        fail(str(exc), EXIT_FAILED)
     except KeyboardInterrupt:
         console.print("interrupted: the job keeps running on the server")
         raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -132,43 +164,46 @@ def submit(
         client.close()
 
 
-def _follow(client: Any, job_id: str, console: Console, timeout: float | None) -> dict[str, Any]:
+def _follow(
+    client: PlcertClient, job_id: str, console: Console, timeout: float | None
+) -> CertificationJob:
     with stage_progress(console) as bar:
         task = bar.add_task("queued", total=1.0)
 
-        def update(job: dict[str, Any]) -> None:
-            progress = job.get("progress") or {}
-            stage = progress.get("stage") or job["status"]
-            bar.update(task, completed=float(progress.get("fraction") or 0.0), description=stage)
+        def update(fraction: float, stage: str) -> None:
+            bar.update(task, completed=fraction, description=stage)
 
-        return dict(client.wait(job_id, timeout=timeout, on_update=update))
+        return client.wait(job_id, timeout=timeout, on_progress=update)
 
 
 def _finish(
-    client: Any,
-    job: dict[str, Any],
+    client: PlcertClient,
+    job: CertificationJob,
     out: Path | None,
-    fail_if_not_certified: bool,
+    gates: GateRun,
     console: Console,
 ) -> int:
-    status = job["status"]
-    if status == "failed":
-        error = job.get("error") or {}
-        console.print(f"job {job['id']} failed: {_problem_text(error)}", markup=False)
+    if job.status == "failed":
+        error = job.error.model_dump() if job.error is not None else {}
+        message = f"job {job.id} failed: {_problem_text(error)}"
+        console.print(message, markup=False)
+        gates.write_error(message)
         return EXIT_BAD_INPUT if 400 <= int(error.get("status") or 500) < 500 else EXIT_FAILED
-    if status == "canceled":
-        console.print(f"job {job['id']} was canceled", markup=False)
+    if job.status == "canceled":
+        console.print(f"job {job.id} was canceled", markup=False)
+        gates.write_error(f"job {job.id} was canceled")
         return EXIT_FAILED
-    report = client.report(job["id"])
+    report = client.report(job.id)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-        (out / "report.html").write_text(client.report_html(job["id"]), encoding="utf-8")
+        (out / "report.json").write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        (out / "report.html").write_text(client.report_html(job.id), encoding="utf-8")
         console.print(f"reports written to {out}/report.json and report.html", markup=False)
-    verdict = report.get("verdict")
-    typer.echo(f"verdict: {verdict} ({report.get('tier', '')})")
-    for reason in report.get("reasons") or []:
+    verdict = report.verdict
+    typer.echo(f"verdict: {verdict} ({report.tier})")
+    for reason in report.reasons:
         typer.echo(f"  - {reason}")
-    if fail_if_not_certified and verdict != "certified":
-        return EXIT_NOT_CERTIFIED
-    return EXIT_OK
+    try:
+        return gates.apply(report)
+    except OSError as exc:
+        _fail(f"cannot write --junit {gates.junit}: {exc.strerror or exc}", EXIT_BAD_INPUT)

@@ -118,17 +118,46 @@ def test_exporter_folded_initializers_are_named_in_the_reasons() -> None:
     assert any(p.name.startswith("onnx::Add_") for p in report.parameters)
 
 
+class _SumPoolCNN(torch.nn.Module):
+    """SmallCNN with a spatial ReduceSum instead of average pooling (linear, but no bound)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.conv = torch.nn.Conv2d(1, 8, 3, padding=1)
+        self.fc = torch.nn.Linear(8, 2)  # m = 18 > N = 12
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.tanh(self.conv(x)).sum(dim=(2, 3)))
+
+
 def test_affine_model_without_a_running_error_bound_is_refused_the_rigorous_tier() -> None:
     """A CNN with only its last layer trained is affine (beta_F = 0), but the rounding inside its
-    convolution has no running-error bound: the rigorous tier is refused, with the reason."""
+    spatial ReduceSum has no running-error bound: the rigorous tier is refused, with the reason."""
+    g = torch.Generator().manual_seed(5)
+    X = torch.randn(6, 1, 4, 4, generator=g, dtype=torch.float64)
+    y = torch.randn(6, 2, generator=g, dtype=torch.float64)
+    model = load_onnx_model(export(_SumPoolCNN(), (1, 4, 4)))
+    options = CertifyOptions(budget="fast", trainable=["fc.*"], validation_steps=20)
+    report = certify(model, dataset(X, y, "cnn-features"), options)
+    assert select_parameters(model, trainable=["fc.*"]).affine_in_params
+    assert report.tier == "estimated"
+    assert any("rigorous tier refused" in r and "Reducesum" in r for r in report.reasons)
+    assert not report.initial.lambda_min_lower and report.initial.jacobian_norm_upper is None
+    assert "no running-error bound" in report.initial.lower_bound_method
+
+
+def test_affine_cnn_features_get_the_floating_point_bounds() -> None:
+    """SmallCNN (conv, tanh, average pooling) with only its last layer trained: the image chain
+    has a running-error bound (estimate.rounding_spatial), so lambda_min from below and ||J||
+    from above hold for the exact model and no rigorous-tier refusal is reported."""
     g = torch.Generator().manual_seed(5)
     X = torch.randn(6, 1, 4, 4, generator=g, dtype=torch.float64)
     y = torch.randn(6, 2, generator=g, dtype=torch.float64)
     model = load_onnx_model(export(SmallCNN(), (1, 4, 4)))
     options = CertifyOptions(budget="fast", trainable=["fc.*"], validation_steps=20)
     report = certify(model, dataset(X, y, "cnn-features"), options)
-    assert select_parameters(model, trainable=["fc.*"]).affine_in_params
-    assert report.tier == "estimated"
-    assert any("rigorous tier refused" in r and "not flat" in r for r in report.reasons)
-    assert not report.initial.lambda_min_lower and report.initial.jacobian_norm_upper is None
-    assert "no running-error bound" in report.initial.lower_bound_method
+    assert not any("rigorous tier refused" in r for r in report.reasons)
+    assert report.initial.lambda_min_lower and report.initial.lambda_min_lower > 0
+    assert report.initial.jacobian_norm_upper is not None
+    assert "running-error bound" in report.initial.lower_bound_method

@@ -264,3 +264,17 @@ def assert_problem(response: Any, status: int) -> dict[str, Any]:
         assert field in body, f"{field} missing from {body}"
     assert body["status"] == status
     return body
+
+
+# ----- a real server -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def plcert_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One `plcert serve` process (API and embedded worker, SQLite, filesystem broker) for the
+    session, shared by the tests that submit jobs and read them back (clients, CI gates).
+    Tests must not assume it is empty: other tests' jobs are there too."""
+    from tests.service.e2e_support import embedded_server
+
+    with embedded_server(tmp_path_factory.mktemp("plcert-server")) as srv:
+        yield srv

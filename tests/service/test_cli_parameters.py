@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -71,9 +72,9 @@ def test_submit_puts_the_patterns_into_the_options(
         def __init__(self, url: str, api_key: str | None = None) -> None:
             pass
 
-        def submit(self, model: Path, data: str, opts: dict[str, Any], **kw: Any) -> dict[str, Any]:
+        def submit(self, model: Path, data: str, opts: dict[str, Any], **kw: Any) -> Any:
             sent.append(opts)
-            return {"id": "0" * 32}
+            return SimpleNamespace(id="0" * 32)
 
         def close(self) -> None:
             pass

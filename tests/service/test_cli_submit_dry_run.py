@@ -57,5 +57,5 @@ def test_client_estimate_uploads_files_like_a_submission(
     data.write_bytes(tiny_npz_bytes())
     with PlcertClient(url) as client:
         got = client.estimate(model, data, {"budget": "standard"})
-    assert got["budget"] == "standard"
-    assert got["worker_memory_limit_bytes"] > 0
+    assert got.budget == "standard"
+    assert got.worker_memory_limit_bytes > 0

@@ -5,11 +5,14 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from plcore.dataset import Dataset
 from plcore.errors import ShapeMismatchError
 from plcore.estimate.spectral import initial_quantities
 from plcore.kernel import jacobian
+from plcore.models.base import Model
+from plcore.models.layers import Conv2d, Dense
 from tests.plcore.hessian.nets import tiny_data, tiny_mlp
 
 
@@ -94,9 +97,21 @@ def test_accumulation_length_covers_position_sums_of_convolutions() -> None:
     dense = tiny_mlp([3, 4, 1], seed=0)
     n_mod = sum(1 for _ in dense.module.modules())
     assert kernel_accumulation_length(dense) == dense.n_params + 4 * (n_mod + 2)
-    conv = cnn("tanh", seed=0)  # 3x3 images: 9^2 = 81 position pairs per module at most
-    n_conv = sum(1 for _ in conv.module.modules())
-    assert kernel_accumulation_length(conv) >= conv.n_params + 81 * n_conv
+    conv = cnn("tanh", seed=0)  # 2x2 kernel on 3x3 images: 4 output positions, 4^2 pairs
+    assert kernel_accumulation_length(conv) >= conv.n_params + 4 * 4
+    # padding can make the output larger than the input (1x2x2 -> 2x8x8): 64^2 pairs
+    wide = Model(
+        nn.Sequential(
+            Conv2d(torch.ones(2, 1, 1, 1, dtype=torch.float64), None, padding=(3, 3)),
+            nn.Flatten(),
+            Dense(torch.ones(1, 128, dtype=torch.float64), None),
+        ),
+        (1, 2, 2),
+        1,
+        "json",
+        "",
+    )
+    assert kernel_accumulation_length(wide) >= wide.n_params + 64 * 64
 
 
 def test_underparameterized_problem_uses_the_parameter_gram() -> None:

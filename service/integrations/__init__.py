@@ -1,0 +1,1 @@
+"""Bridges from plcert reports to the tools users already run (optional extras)."""
