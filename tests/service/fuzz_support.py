@@ -86,6 +86,8 @@ def _template(method: str, url: str) -> str:
     parts = path.split("/")
     if len(parts) > 3 and parts[1:3] == ["v1", "certifications"]:
         parts[3] = "{job_id}"
+    if len(parts) > 3 and parts[1:3] == ["v1", "studies"]:
+        parts[3] = "{study_id}"
     return f"{method} {'/'.join(parts)}"
 
 
@@ -151,13 +153,18 @@ def assert_clean(result: RunResult) -> None:
     reached = {
         op for (phase, op, status) in result.statuses if phase == "stateful" and status < 300
     }
-    assert "POST /v1/certifications" in reached, sorted(result.statuses)
-    followed = reached & {
-        "GET /v1/certifications/{job_id}",
-        "POST /v1/certifications/{job_id}/cancel",
-        "DELETE /v1/certifications/{job_id}",
+    # Certifications and studies are both jobs with links (studies through their Location
+    # header); the seeded walk must follow at least two links of one of them.
+    followed = {
+        base: reached & {f"GET {base}/{key}", f"POST {base}/{key}/cancel", f"DELETE {base}/{key}"}
+        for base, key in (("/v1/certifications", "{job_id}"), ("/v1/studies", "{study_id}"))
+        if f"POST {base}" in reached
     }
-    assert len(followed) >= 2, ("the stateful phase followed too few links", sorted(reached))
+    assert followed, ("the stateful phase submitted no job", sorted(result.statuses))
+    assert max(len(f) for f in followed.values()) >= 2, (
+        "the stateful phase followed too few links",
+        sorted(reached),
+    )
 
 
 def asgi_schema(app: Any, api_key: str | None) -> Any:
