@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from plcore.kernel import tangent_kernel
     from plcore.models.loader import load_model
     from plcore.report.schema import Report
+    from plcore.report.study_schema import StudyResult
+    from plcore.study import study_depth, study_width
 
 __version__ = "0.1.0"
 
@@ -33,6 +35,9 @@ _LAZY = {
     "tangent_kernel": ("plcore.kernel", "tangent_kernel"),
     "certify": ("plcore.certification", "certify"),
     "Report": ("plcore.report.schema", "Report"),
+    "study_width": ("plcore.study", "study_width"),
+    "study_depth": ("plcore.study", "study_depth"),
+    "StudyResult": ("plcore.report.study_schema", "StudyResult"),
 }
 
 
@@ -52,9 +57,12 @@ __all__ = [
     "Model",
     "PlcertError",
     "Report",
+    "StudyResult",
     "__version__",
     "certify",
     "load_dataset",
     "load_model",
+    "study_depth",
+    "study_width",
     "tangent_kernel",
 ]

@@ -39,7 +39,13 @@ from plcore.certificate.radius import (
     search_radius,
     threshold_within,
 )
-from plcore.certificate.stages import Context, fallback_rho, sgd_stage, width_stage
+from plcore.certificate.stages import (
+    Context,
+    fallback_rho,
+    sgd_stage,
+    w0_hessian_norms,
+    width_stage,
+)
 from plcore.certificate.timings import StageClock
 from plcore.certificate.width import closing_factor
 from plcore.data import check_fits
@@ -50,7 +56,6 @@ from plcore.hessian import (
     OutputHessianNormResult,
     TensorNormResult,
     hessian_tensor_norm,
-    max_output_hessian_norm,
     second_directional,
 )
 from plcore.models.base import Model
@@ -99,29 +104,7 @@ def certify(
         reasons.insert(0, V.under_parameterized_reason(n, k, m))
         return _finish(ctx, iq, None, None, reasons, ("not_certified", "rigorous"), start)
     progress.step(0.05, "hessian norm")
-    b = ctx.budget
-    mo = max_output_hessian_norm(
-        model,
-        ctx.X,
-        generator=gen,
-        scan_limit=b.output_hessian_scan,
-        tol=b.hessian_tol,
-        krylov_dim=b.krylov_dim,
-        max_restarts=b.output_hessian_restarts,
-        progress=progress.span(0.05, 0.06),
-    )
-    hn = hessian_tensor_norm(
-        model,
-        ctx.X,
-        generator=gen,
-        restarts=b.power_restarts,
-        tol=b.hessian_tol,
-        max_iter=b.hessian_max_iter,
-        krylov_dim=b.power_krylov_dim,
-        race_iter=b.power_race_iter,
-        warm_starts=() if mo.vector is None else (mo.vector,),
-        progress=progress.span(0.06, 0.1),
-    )
+    mo, hn = w0_hessian_norms(model, ctx.X, gen, ctx.budget, progress.span(0.05, 0.1))
     return _certify_overparameterized(ctx, iq, hn, mo, reasons, start)
 
 

@@ -70,6 +70,12 @@ def _add_submit_body(schema: dict[str, Any]) -> None:
     for name, sub in body_schema.pop("$defs", {}).items():
         components.setdefault(name, sub)
     components["CertificationCreateJSON"] = body_schema
+    from service.study_schemas import StudyCreate
+
+    study_schema = TypeAdapter(StudyCreate).json_schema(ref_template="#/components/schemas/{model}")
+    for name, sub in study_schema.pop("$defs", {}).items():
+        components.setdefault(name, sub)
+    components["StudyCreate"] = study_schema
     options = components.get("CertifyOptions", {}).get("properties", {})
     if "device" in options:
         options["device"]["pattern"] = DEVICE_PATTERN

@@ -92,7 +92,9 @@ def make_celery(settings: Settings, *, create_dirs: bool = True) -> Celery:
     this module must not create folders; the worker makes them when it starts).
     """
     transport = broker_transport_options(settings, create_dirs=create_dirs)
-    app = Celery("plcert", broker=settings.broker_url, include=["worker.tasks"])
+    app = Celery(
+        "plcert", broker=settings.broker_url, include=["worker.tasks", "worker.study_tasks"]
+    )
     cpu, gpu = settings.queue_cpu, settings.queue_gpu
     app.conf.update(
         broker_transport_options=transport,

@@ -215,20 +215,25 @@ def conventions(model: Model) -> dict[str, str]:
     return c
 
 
+def versions() -> dict[str, str]:
+    """The versions a result depends on (plcert, torch, numpy, python)."""
+    from plcore import __version__
+
+    return {
+        "plcert": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
 def provenance(
     model: Model, data: Dataset, options: CertifyOptions, device: torch.device, elapsed_s: float
 ) -> Provenance:
-    from plcore import __version__
-
     return Provenance(
         model_sha256=model.sha256,
         data_sha256=data.sha256,
-        versions={
-            "plcert": __version__,
-            "torch": torch.__version__,
-            "numpy": np.__version__,
-            "python": platform.python_version(),
-        },
+        versions=versions(),
         device=str(device),
         seed=options.seed,
         elapsed_s=elapsed_s,

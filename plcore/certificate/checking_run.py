@@ -43,6 +43,7 @@ class RunRecord:
     step_size_after: float | None = None
     #: (t, eta): from step t on the run used step eta (every switch, in order)
     switches: tuple[tuple[int, float], ...] = ()
+    final_params: Tensor | None = None  # w_T (the width study's kernel drift needs it)
 
 
 def residual_and_grad(model: Model, X: Tensor, y: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
@@ -127,6 +128,7 @@ def gd_run(
         switched_at,
         eta if switched_at is not None else None,
         tuple(switches),
+        w,
     )
 
 

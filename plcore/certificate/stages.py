@@ -20,7 +20,12 @@ from plcore.estimate.analytic import beta_upper_bound
 from plcore.estimate.bounds import residual_threshold
 from plcore.estimate.rounding import evaluation_bound_refusal
 from plcore.estimate.spectral import InitialQuantities, certified_spectrum, initial_quantities
-from plcore.hessian import hessian_tensor_norm
+from plcore.hessian import (
+    OutputHessianNormResult,
+    TensorNormResult,
+    hessian_tensor_norm,
+    max_output_hessian_norm,
+)
 from plcore.kernel import tangent_kernel
 from plcore.kernel.extremes import kernel_extremes
 from plcore.models.base import Model
@@ -104,6 +109,39 @@ class Context:
         )
         f_err = None if cert.evaluation is None else cert.evaluation.output
         return cert.lambda_min_lower, cert.jacobian_norm_upper, f_err
+
+
+def w0_hessian_norms(
+    model: Model, X: Tensor, gen: torch.Generator, budget: Budget, progress: Progress
+) -> tuple[OutputHessianNormResult, TensorNormResult]:
+    """(max_i ||Hess F_i(w0)||, ||H_F(w0)||) with the budget's solver settings: the output scan
+    first, its top eigenvector then warm-starts the tensor norm's power method (so the tensor
+    norm is >= the output one). The report's ``initial.hessian_norm`` and the width study's
+    Hessian norm both come from here."""
+    b = budget
+    mo = max_output_hessian_norm(
+        model,
+        X,
+        generator=gen,
+        scan_limit=b.output_hessian_scan,
+        tol=b.hessian_tol,
+        krylov_dim=b.krylov_dim,
+        max_restarts=b.output_hessian_restarts,
+        progress=progress.span(0.0, 0.2),
+    )
+    hn = hessian_tensor_norm(
+        model,
+        X,
+        generator=gen,
+        restarts=b.power_restarts,
+        tol=b.hessian_tol,
+        max_iter=b.hessian_max_iter,
+        krylov_dim=b.power_krylov_dim,
+        race_iter=b.power_race_iter,
+        warm_starts=() if mo.vector is None else (mo.vector,),
+        progress=progress.span(0.2, 1.0),
+    )
+    return mo, hn
 
 
 def fallback_rho(lam0: float, J0: float, r0n: float, h0: float) -> float:

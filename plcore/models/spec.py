@@ -156,6 +156,11 @@ def with_widths(spec: Mapping[str, Any], widths: list[int]) -> dict[str, Any]:
     return validate_spec(data).model_dump(mode="json")
 
 
+def describe_spec(spec: Mapping[str, Any] | AnySpec) -> str:
+    """A one-line description: ``"MLP 8-512-1 tanh (ntk)"`` (the report's model_description)."""
+    return _describe(validate_spec(spec))
+
+
 def _describe(spec: AnySpec) -> str:
     if isinstance(spec, MLPSpec):
         dims = "-".join(str(d) for d in [spec.input_dim, *spec.widths, spec.output_dim])

@@ -21,6 +21,7 @@ from service.cli import certify as _certify  # noqa: E402,F401
 from service.cli import gc as _gc  # noqa: E402,F401
 from service.cli import keys as _keys  # noqa: E402,F401
 from service.cli import serve as _serve  # noqa: E402,F401
+from service.cli import study as _study  # noqa: E402,F401
 from service.cli import submit as _submit  # noqa: E402,F401
 
 

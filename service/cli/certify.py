@@ -135,6 +135,40 @@ def _load_data(source: str, target_columns: str | None) -> Any:
 
 
 @contextmanager
+def cli_errors(
+    failed: str,
+    *,
+    fail: Callable[[str, int], NoReturn] = _fail,
+    bad_input: tuple[type[Exception], ...] = (),
+) -> Iterator[None]:
+    """Exit with the module docstring's codes: bad input (and ``bad_input``) 2 with one
+    ``error:`` line, ``failed`` (e.g. "the certification failed") and the error 3, an unexpected
+    error 3 (the traceback with PLCERT_DEBUG=1), Ctrl-C 130; ``fail`` prints and exits."""
+    usage: tuple[type[Exception], ...] = (_BadInput, *bad_input)
+    try:
+        yield
+    except KeyboardInterrupt:
+        fail("interrupted", EXIT_INTERRUPTED)
+    except usage as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
+    except ValidationError as exc:
+        fail(_validation_message(exc), EXIT_BAD_INPUT)
+    except (InputError, NonDeterministicModelError, ResourceLimitError) as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
+    except PlcertError as exc:
+        fail(f"{failed}: {exc}", EXIT_FAILED)
+    except Exception as exc:
+        # A bug, not bad input: one line for the user (the traceback with PLCERT_DEBUG=1).
+        if os.environ.get("PLCERT_DEBUG") == "1":
+            raise
+        fail(
+            f"internal error ({type(exc).__name__}: {exc}); this is a bug in plcert, "
+            "please report it (PLCERT_DEBUG=1 shows the traceback)",
+            EXIT_FAILED,
+        )
+
+
+@contextmanager
 def _progress(enabled: bool) -> Iterator[Callable[[float, str], None] | None]:
     """A rich progress bar on stderr; yields the ``on_progress`` callback (None when quiet)."""
     if not enabled:
@@ -233,7 +267,7 @@ def certify_command(
         gates.write_error(message)
         _fail(message, code)
 
-    try:
+    with cli_errors("the certification failed", fail=fail, bad_input=(GateUsageError,)):
         check_gate_options(min_rate, junit)
         options = CertifyOptions(
             budget=budget,  # type: ignore[arg-type]
@@ -280,25 +314,6 @@ def certify_command(
             (out / "report.html").write_text(page, encoding="utf-8")
         except OSError as exc:
             raise _BadInput(f"cannot write the report to {out}: {exc.strerror or exc}") from exc
-    except KeyboardInterrupt:
-        fail("interrupted", EXIT_INTERRUPTED)
-    except (_BadInput, GateUsageError) as exc:
-        fail(str(exc), EXIT_BAD_INPUT)
-    except ValidationError as exc:
-        fail(_validation_message(exc), EXIT_BAD_INPUT)
-    except (InputError, NonDeterministicModelError, ResourceLimitError) as exc:
-        fail(str(exc), EXIT_BAD_INPUT)
-    except PlcertError as exc:
-        fail(f"the certification failed: {exc}", EXIT_FAILED)
-    except Exception as exc:
-        # A bug, not bad input: one line for the user (the traceback with PLCERT_DEBUG=1).
-        if os.environ.get("PLCERT_DEBUG") == "1":
-            raise
-        fail(
-            f"internal error ({type(exc).__name__}: {exc}); this is a bug in plcert, "
-            "please report it (PLCERT_DEBUG=1 shows the traceback)",
-            EXIT_FAILED,
-        )
 
     assert out is not None
     _print_result(report, out, quiet)

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -104,4 +105,61 @@ api_keys = Table(
     Column("tenant", String(128), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("revoked_at", UTCDateTime(), nullable=True),
+)
+
+# ----- width studies (issue 12): one study, one row per (width or depth, seed) point ----------
+
+STUDY_POINT_STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
+
+studies = Table(
+    "studies",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant", String(128), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("kind", String(8), nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("values", JSON, nullable=False),
+    Column("seeds", JSON, nullable=False),
+    Column("fixed", Integer, nullable=True),  # the depth of a width study, the width of a depth one
+    Column("options", JSON, nullable=False),
+    Column("data_ref", String(200), nullable=False),
+    Column("data_format", String(32), nullable=False),
+    Column("queue", String(64), nullable=False),
+    Column("n_points", Integer, nullable=False),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    # set (compare-and-set) by the one task that assembles the result
+    Column("finishing", Boolean, nullable=False, default=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=True),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("deleted_at", UTCDateTime(), nullable=True),
+    Column("error", JSON, nullable=True),
+    Column("result_ref", String(200), nullable=True),
+    Column("html_ref", String(200), nullable=True),
+    Index("ix_studies_tenant_created", "tenant", "created_at", "id"),
+)
+
+study_points = Table(
+    "study_points",
+    metadata,
+    Column(
+        "study_id",
+        String(32),
+        ForeignKey("studies.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("idx", Integer, primary_key=True, autoincrement=False),
+    Column("width", Integer, nullable=False),
+    Column("depth", Integer, nullable=True),
+    Column("seed", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempt", Integer, nullable=False, default=0),
+    Column("worker_id", String(200), nullable=True),
+    Column("started_at", UTCDateTime(), nullable=True),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Column("row", JSON, nullable=True),
+    Column("error", JSON, nullable=True),
 )

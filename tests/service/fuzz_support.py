@@ -26,6 +26,11 @@ EXCLUDED: dict[tuple[str, str], dict[str, str]] = {
         "positive_data_acceptance": "an upload whose bytes are not a model, or data that does "
         "not fit the model, is a 422 that no schema can predict",
     },
+    ("POST", "/v1/studies"): {
+        "positive_data_acceptance": "widths that build no valid spec (an MLP without hidden "
+        "layers, over the parameter cap) or data that does not fit the model are a 422 that no "
+        "schema can predict",
+    },
     ("GET", "/v1/certifications"): {
         "positive_data_acceptance": "a cursor is opaque: a well-formed one that the server did "
         "not issue is a documented 422",
@@ -81,6 +86,8 @@ def _template(method: str, url: str) -> str:
     parts = path.split("/")
     if len(parts) > 3 and parts[1:3] == ["v1", "certifications"]:
         parts[3] = "{job_id}"
+    if len(parts) > 3 and parts[1:3] == ["v1", "studies"]:
+        parts[3] = "{study_id}"
     return f"{method} {'/'.join(parts)}"
 
 
@@ -146,13 +153,18 @@ def assert_clean(result: RunResult) -> None:
     reached = {
         op for (phase, op, status) in result.statuses if phase == "stateful" and status < 300
     }
-    assert "POST /v1/certifications" in reached, sorted(result.statuses)
-    followed = reached & {
-        "GET /v1/certifications/{job_id}",
-        "POST /v1/certifications/{job_id}/cancel",
-        "DELETE /v1/certifications/{job_id}",
+    # Certifications and studies are both jobs with links (studies through their Location
+    # header); the seeded walk must follow at least two links of one of them.
+    followed = {
+        base: reached & {f"GET {base}/{key}", f"POST {base}/{key}/cancel", f"DELETE {base}/{key}"}
+        for base, key in (("/v1/certifications", "{job_id}"), ("/v1/studies", "{study_id}"))
+        if f"POST {base}" in reached
     }
-    assert len(followed) >= 2, ("the stateful phase followed too few links", sorted(reached))
+    assert followed, ("the stateful phase submitted no job", sorted(result.statuses))
+    assert max(len(f) for f in followed.values()) >= 2, (
+        "the stateful phase followed too few links",
+        sorted(reached),
+    )
 
 
 def asgi_schema(app: Any, api_key: str | None) -> Any:
