@@ -31,7 +31,8 @@ from service.errors import is_database_unavailable
 from service.store.artifacts import ArtifactStore
 from service.store.jobs import FinalStatus, JobRecord, JobStore
 from service.validation import load_job_inputs
-from worker.celery_app import TASK_NAME, app, one_job_per_process
+from worker.app import TASK_NAME
+from worker.celery_app import app, one_job_per_process
 from worker.errors import job_error, out_of_memory_error, time_limit_error
 from worker.lease import LeaseKeeper
 from worker.memory import is_out_of_memory, job_memory_limit

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from service.config import load_settings
-from worker.celery_app import TASK_NAME, make_celery
+from worker.app import TASK_NAME, make_celery
 
 
 def test_long_job_settings_ack_late_and_prefetch_one(tmp_path: Path) -> None:
@@ -49,3 +49,29 @@ def test_the_task_is_registered_under_its_public_name() -> None:
 
     assert run_certification.name == TASK_NAME
     assert TASK_NAME in app.tasks
+
+
+def _modules_after_import(module: str) -> set[str]:
+    """The plcert modules (service.*, worker.*) loaded by importing ``module`` in a fresh
+    interpreter (sys.modules of this one already holds both sides)."""
+    import subprocess
+    import sys
+
+    code = (
+        f"import sys, {module}\n"
+        "print('\\n'.join(m for m in sys.modules if m.split('.')[0] in ('service', 'worker')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    return set(out.split())
+
+
+def test_the_api_and_the_worker_share_one_app_module_and_do_not_import_each_other() -> None:
+    api_side = _modules_after_import("service.jobs_dispatch")
+    assert "worker.app" in api_side
+    assert "worker.celery_app" not in api_side and "worker.tasks" not in api_side
+    home = _modules_after_import("worker.app")
+    assert home <= {"service", "service.config", "worker", "worker.app"}, home
+    worker_side = _modules_after_import("worker.tasks")
+    assert "service.jobs_dispatch" not in worker_side
