@@ -28,7 +28,7 @@ from service.middleware import (
 from service.openapi import complete as complete_openapi
 from service.openapi import for_auth_mode
 from service.ratelimit import RateLimiter
-from service.routes import certifications, estimates, health
+from service.routes import certifications, estimates, health, webhooks
 from service.routes.docs import install_docs
 from service.store.artifacts import ArtifactStore
 from service.store.jobs import JobRecord, JobStore
@@ -119,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(certifications.router)
     app.include_router(estimates.router)
+    app.include_router(webhooks.router)
     app.include_router(health.router)
     install_docs(app, title=TITLE)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)

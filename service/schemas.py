@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from plcore.models.spec import ModelSpec
 from plcore.options import CertifyOptions
 from service.store.jobs import JobRecord
+from service.webhooks.urls import MAX_URL_LENGTH
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
 API_PREFIX = "/v1"
@@ -99,6 +100,12 @@ class CertificationCreateJSON(BaseModel):
     options: CertifyOptions = Field(
         default_factory=lambda: CertifyOptions(), description="Certification options"
     )
+    callback_url: str | None = Field(
+        None,
+        max_length=MAX_URL_LENGTH,
+        description="http(s) URL that receives a signed event (Standard Webhooks) when the job "
+        "succeeds, fails or is canceled; private and loopback addresses are refused",
+    )
 
 
 class Progress(BaseModel):
@@ -117,6 +124,7 @@ class JobLinks(BaseModel):
     report: str
     report_html: str
     cancel: str
+    deliveries: str
 
 
 class JobError(BaseModel):
@@ -147,6 +155,12 @@ class CertificationJob(BaseModel):
     cancel_requested: bool
     queue: str
     options: dict[str, Any]
+    callback_url: str | None = Field(None, description="Where the terminal event goes")
+    webhook_status: str | None = Field(
+        None,
+        description="The event's delivery: null (none yet), pending, delivered or failed; "
+        "the attempts are at links.deliveries",
+    )
     links: JobLinks
 
     @classmethod
@@ -169,11 +183,14 @@ class CertificationJob(BaseModel):
             cancel_requested=job.cancel_requested,
             queue=job.queue,
             options=job.options,
+            callback_url=job.callback_url,
+            webhook_status=job.webhook_status,
             links=JobLinks(
                 self=base,
                 report=f"{base}/report",
                 report_html=f"{base}/report.html",
                 cancel=f"{base}/cancel",
+                deliveries=f"{base}/deliveries",
             ),
         )
 
@@ -238,3 +255,37 @@ class CostEstimateOut(BaseModel):
             worker_memory_limit_bytes=worker_memory_limit,
             fits=estimate.peak_memory_bytes <= worker_memory_limit,
         )
+
+
+class DeliveryAttempt(BaseModel):
+    """One delivery attempt of a job's webhook event."""
+
+    attempt: int = Field(description="1 for the first delivery, then one more per retry")
+    attempted_at: datetime
+    status_code: int | None = Field(description="The receiver's HTTP status; null if none came")
+    error: str | None = Field(
+        description="Why the attempt failed (timeout, refused address, redirect...)"
+    )
+    duration_ms: float
+    succeeded: bool = Field(description="True for a 2xx answer")
+    response_prefix: str | None = Field(
+        description="The first 256 bytes of the receiver's answer, as text"
+    )
+
+
+class DeliveryList(BaseModel):
+    """The webhook event of a job and every delivery attempt, first first."""
+
+    job_id: str
+    callback_url: str | None
+    event_id: str | None = Field(description="The event's webhook-id header (same on retries)")
+    event_type: str | None = Field(description="certification.succeeded, .failed or .canceled")
+    status: str | None = Field(description="null (no event yet), pending, delivered or failed")
+    items: list[DeliveryAttempt]
+
+
+class WebhookSecretOut(BaseModel):
+    """The caller's webhook signing secret (Standard Webhooks, ``whsec_`` + base64)."""
+
+    secret: str
+    created_at: datetime

@@ -33,6 +33,12 @@ from service.validation import (
     data_format_for,
     model_format_for,
 )
+from service.webhooks.urls import (
+    MAX_URL_LENGTH,
+    CallbackUrlRefused,
+    check_callback_url,
+    split_callback_url,
+)
 
 MULTIPART_SCHEMA = {
     "type": "object",
@@ -57,6 +63,11 @@ MULTIPART_SCHEMA = {
         "options": {
             "$ref": "#/components/schemas/CertifyOptions",
             "description": 'CertifyOptions as a JSON text field, e.g. {"budget": "fast"}',
+        },
+        "callback_url": {
+            "type": "string",
+            "maxLength": MAX_URL_LENGTH,
+            "description": "Optional http(s) URL for the signed terminal event (webhook)",
         },
     },
 }
@@ -95,6 +106,7 @@ class Submission:
     data_format: str
     weights: bytes | None
     options: CertifyOptions
+    callback_url: str | None = None
 
     def body_sha256(self) -> str:
         """Hash of what the job computes (independent of multipart boundaries, key order)."""
@@ -106,6 +118,8 @@ class Submission:
             "weights": hashlib.sha256(self.weights).hexdigest() if self.weights else None,
             "options": self.options.model_dump(mode="json"),
         }
+        if self.callback_url is not None:  # absent from older hashes: they stay valid
+            canonical["callback_url"] = self.callback_url
         return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
 
@@ -129,7 +143,7 @@ async def read_multipart(request: Request) -> Submission:
     Formats come from the file names' suffixes, else from the content. Other fields are 422.
     """
     try:
-        form = await request.form(max_files=3, max_fields=4)
+        form = await request.form(max_files=3, max_fields=5)
     except StarletteHTTPException as exc:
         # Starlette answers 400 for a malformed body or too many parts; the API's answer for a
         # body it cannot use is 422, the one the OpenAPI lists.
@@ -151,7 +165,7 @@ async def read_multipart(request: Request) -> Submission:
         for field in ("model", "data"):
             if field not in parts:
                 raise _invalid([field], f"the multipart body has no '{field}' file", "missing")
-        unknown = sorted(set(form.keys()) - {"model", "data", "weights", "options"})
+        unknown = sorted(set(form.keys()) - {"model", "data", "weights", "options", "callback_url"})
         if unknown:
             raise _invalid([unknown[0]], f"unknown form fields {unknown}", "extra_forbidden")
         raw_options = form.get("options")
@@ -164,6 +178,9 @@ async def read_multipart(request: Request) -> Submission:
                 ["options"], f"options is not valid JSON: {exc}", "json_invalid"
             ) from None
         options = _options_from(options_obj)
+        callback_url = form.get("callback_url")
+        if isinstance(callback_url, UploadFile):
+            raise _invalid(["callback_url"], "'callback_url' must be a text field, not a file")
     finally:
         await form.close()
     model, data = parts["model"], parts["data"]
@@ -174,6 +191,7 @@ async def read_multipart(request: Request) -> Submission:
         data_format=data_format_for(names["data"], data),
         weights=parts.get("weights"),
         options=options,
+        callback_url=callback_url or None,
     )
 
 
@@ -211,6 +229,7 @@ async def read_json(request: Request) -> Submission:
         data_format=data_format,
         weights=None,
         options=body.options,
+        callback_url=body.callback_url,
     )
 
 
@@ -247,6 +266,7 @@ def store_submission(
         "model_format": sub.model_format,
         "data_format": sub.data_format,
         "queue": queue,
+        "callback_url": sub.callback_url,
         **refs,
     }
     if idempotency_key is None:
@@ -276,6 +296,29 @@ async def read_submission(request: Request) -> Submission:
         raise _unsupported(ctype)
     check_device(sub.options.device)
     return sub
+
+
+CALLBACK_CHECK_TIMEOUT_S = 10.0
+"""Longest wait for the DNS answer of a callback URL's host at submit."""
+
+
+async def check_callback(url: str | None, *, allow_private: bool) -> None:
+    """Refuse (422 ``invalid-callback-url``) a callback URL that is malformed, does not resolve
+    or resolves to a refused address (:func:`service.webhooks.urls.check_callback_url`); the
+    DNS lookup runs in a thread, within :data:`CALLBACK_CHECK_TIMEOUT_S`."""
+    if url is None:
+        return
+    split_callback_url(url)  # no lookup for what is malformed anyway
+    try:
+        with anyio.fail_after(CALLBACK_CHECK_TIMEOUT_S):
+            await anyio.to_thread.run_sync(
+                lambda: check_callback_url(url, allow_private=allow_private),
+                abandon_on_cancel=True,
+            )
+    except TimeoutError:
+        raise CallbackUrlRefused(
+            f"callback_url host did not resolve within {CALLBACK_CHECK_TIMEOUT_S:g} s"
+        ) from None
 
 
 def _unsupported(ctype: str) -> ProblemException:

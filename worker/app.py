@@ -47,7 +47,11 @@ log = logging.getLogger("plcert.dispatch")
 TASK_NAME = "plcert.run_certification"
 """The registered name of :func:`worker.tasks.run_certification` (the API sends by name)."""
 
-TASK_MODULES = ("worker.tasks",)
+WEBHOOK_TASK_NAME = "plcert.deliver_webhook"
+"""The registered name of :func:`worker.webhooks.deliver_webhook` (its own queue,
+``PLCERT_QUEUE_WEBHOOKS``)."""
+
+TASK_MODULES = ("worker.tasks", "worker.webhooks")
 """The modules that register plcert's tasks (loaded by a worker when it starts)."""
 
 
@@ -101,7 +105,7 @@ def make_celery(settings: Settings, *, create_dirs: bool = True) -> Celery:
     """
     transport = broker_transport_options(settings, create_dirs=create_dirs)
     app = Celery("plcert", broker=settings.broker_url, include=list(TASK_MODULES))
-    cpu, gpu = settings.queue_cpu, settings.queue_gpu
+    cpu, gpu, hooks = settings.queue_cpu, settings.queue_gpu, settings.queue_webhooks
     app.conf.update(
         broker_transport_options=transport,
         broker_connection_retry_on_startup=True,
@@ -124,7 +128,10 @@ def make_celery(settings: Settings, *, create_dirs: bool = True) -> Celery:
         task_queues=(
             Queue(cpu, Exchange(cpu), routing_key=cpu),
             Queue(gpu, Exchange(gpu), routing_key=gpu),
+            Queue(hooks, Exchange(hooks), routing_key=hooks),
         ),
+        # Deliveries (and their retries) never wait behind queued certifications.
+        task_routes={WEBHOOK_TASK_NAME: {"queue": hooks, "routing_key": hooks}},
         task_create_missing_queues=True,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
@@ -145,6 +152,7 @@ def _key(settings: Settings) -> tuple[object, ...]:
         str(settings.broker_dir),
         settings.queue_cpu,
         settings.queue_gpu,
+        settings.queue_webhooks,
         settings.job_time_limit_s,
         settings.job_hard_time_limit_s,
     )
@@ -168,3 +176,16 @@ def enqueue(job: JobRecord, settings: Settings | None = None) -> None:
         return
     celery_app(settings).send_task(TASK_NAME, args=[job.id], task_id=job.id, queue=job.queue)
     log.info("job %s sent to queue %s", job.id, job.queue)
+
+
+def send_webhook(
+    job_id: str, settings: Settings | None = None, *, app: Celery | None = None
+) -> None:
+    """Send the delivery task of ``job_id``'s terminal event (queue ``PLCERT_QUEUE_WEBHOOKS``).
+    ``app``: the sending app (a worker's own inside a task). No-op when PLCERT_DISPATCH=none."""
+    settings = settings or get_settings()
+    if settings.dispatch == "none":
+        return
+    sender = app if app is not None else celery_app(settings)
+    sender.send_task(WEBHOOK_TASK_NAME, args=[job_id], queue=settings.queue_webhooks)
+    log.info("webhook of job %s sent to queue %s", job_id, settings.queue_webhooks)

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -196,6 +197,47 @@ def wait_ready(url: str, proc: Proc, timeout: float = 120.0) -> None:
         wait_until(ready, timeout=timeout, interval=0.5, what=f"{url}/readyz")
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n--- log ---\n{proc.log_text()[-4000:]}") from None
+
+
+@dataclass
+class Embedded:
+    """A running `plcert serve` and how to restart it on the same data folder."""
+
+    data_dir: Path
+    port: int
+    procs: list[Proc] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    """Extra environment of the serve process (PLCERT_* settings)."""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def proc(self) -> Proc:
+        return self.procs[-1]
+
+    def start(self) -> None:
+        env = base_env(PLCERT_DATA_DIR=str(self.data_dir), PLCERT_LEASE_S="5", **self.env)
+        log = self.data_dir.parent / f"serve-{len(self.procs)}.log"
+        self.procs.append(Proc([*PLCERT, "serve", "--port", str(self.port)], env, log))
+        wait_ready(self.url, self.proc)
+
+    def logs(self) -> str:
+        return "\n".join(p.log_text() for p in self.procs)
+
+
+@contextmanager
+def embedded_server(root: Path, **env: str) -> Iterator[Embedded]:
+    """A started `plcert serve` (API + embedded worker) with its data under ``root``, and
+    ``env`` as extra settings; every process it started is stopped on exit."""
+    srv = Embedded(data_dir=root / "data", port=free_port(), env=dict(env))
+    try:
+        srv.start()
+        yield srv
+    finally:
+        for p in reversed(srv.procs):
+            p.stop()
 
 
 def submit_json(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import signal
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,20 +16,17 @@ import httpx
 import pytest
 
 from tests.service.e2e_support import (
-    PLCERT,
     SLOW_DATA,
     SLOW_OPTIONS,
     SLOW_SPEC,
     TINY_DATA,
     TINY_SPEC,
-    Proc,
-    base_env,
-    free_port,
+    Embedded,
+    embedded_server,
     get_job,
     submit_json,
     tiny_npz_bytes,
     tiny_onnx_bytes,
-    wait_ready,
     wait_status,
     wait_until,
 )
@@ -40,42 +36,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 JOB_TIMEOUT_S = 120.0
 
 
-@dataclass
-class Embedded:
-    """A running `plcert serve` and how to restart it on the same data folder."""
-
-    data_dir: Path
-    port: int
-    procs: list[Proc] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def proc(self) -> Proc:
-        return self.procs[-1]
-
-    def start(self) -> None:
-        env = base_env(PLCERT_DATA_DIR=str(self.data_dir), PLCERT_LEASE_S="5")
-        log = self.data_dir.parent / f"serve-{len(self.procs)}.log"
-        self.procs.append(Proc([*PLCERT, "serve", "--port", str(self.port)], env, log))
-        wait_ready(self.url, self.proc)
-
-    def logs(self) -> str:
-        return "\n".join(p.log_text() for p in self.procs)
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedded]:
     root = tmp_path_factory.mktemp("embedded")
-    srv = Embedded(data_dir=root / "data", port=free_port())
-    try:
-        srv.start()
+    with embedded_server(root) as srv:
         yield srv
-    finally:
-        for p in reversed(srv.procs):
-            p.stop()
 
 
 def test_json_spec_job_moves_through_stages_and_serves_both_reports(server: Embedded) -> None:

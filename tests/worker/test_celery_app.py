@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from service.config import load_settings
-from worker.app import TASK_NAME, make_celery
+from worker.app import TASK_NAME, WEBHOOK_TASK_NAME, make_celery
 
 
 def test_long_job_settings_ack_late_and_prefetch_one(tmp_path: Path) -> None:
@@ -17,7 +17,9 @@ def test_long_job_settings_ack_late_and_prefetch_one(tmp_path: Path) -> None:
     assert conf.task_ignore_result and conf.result_backend is None
     assert conf.accept_content == ["json"] and conf.task_serializer == "json"
     assert conf.task_default_queue == "cpu"
-    assert {q.name for q in conf.task_queues} == {"cpu", "gpu"}
+    assert {q.name for q in conf.task_queues} == {"cpu", "gpu", "webhooks"}
+    # deliveries have their own queue: they never wait behind queued certifications
+    assert conf.task_routes[WEBHOOK_TASK_NAME]["queue"] == "webhooks"
 
 
 def test_time_limits_come_from_settings(tmp_path: Path) -> None:
@@ -43,12 +45,14 @@ def test_filesystem_broker_keeps_its_folders_in_the_data_dir(tmp_path: Path) -> 
         assert Path(opts[key]).is_dir() and Path(opts[key]).is_relative_to(tmp_path / "broker")
 
 
-def test_the_task_is_registered_under_its_public_name() -> None:
+def test_the_tasks_are_registered_under_their_public_names() -> None:
     from worker.celery_app import app
     from worker.tasks import run_certification
+    from worker.webhooks import deliver_webhook
 
     assert run_certification.name == TASK_NAME
-    assert TASK_NAME in app.tasks
+    assert deliver_webhook.name == WEBHOOK_TASK_NAME
+    assert {TASK_NAME, WEBHOOK_TASK_NAME} <= set(app.tasks)
 
 
 def _modules_after_import(module: str) -> set[str]:
