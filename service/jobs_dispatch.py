@@ -12,9 +12,9 @@ import logging
 import os
 
 from service.config import Settings, get_settings
-from worker.app import celery_app, enqueue
+from worker.app import celery_app, enqueue, enqueue_group
 
-__all__ = ["broker_ok", "broker_ping", "celery_app", "enqueue", "live_workers"]
+__all__ = ["broker_ok", "broker_ping", "celery_app", "enqueue", "enqueue_group", "live_workers"]
 
 log = logging.getLogger("plcert.dispatch")
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from plcore.models.spec import ModelSpec
 from plcore.options import CertifyOptions
+from plcore.report.compare import MAX_CANDIDATES, RankingEntry
 from service.store.jobs import JobRecord
 from service.webhooks.urls import MAX_URL_LENGTH
 
@@ -289,3 +290,56 @@ class WebhookSecretOut(BaseModel):
 
     secret: str
     created_at: datetime
+
+
+class ComparisonCreateJSON(BaseModel):
+    """JSON form of a comparison: several model specs, one dataset, shared options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_specs: list[ModelSpec] = Field(
+        min_length=2,
+        max_length=MAX_CANDIDATES,
+        description=f"2 to {MAX_CANDIDATES} JSON model specifications, certified one job each",
+    )
+    data: InlineData | str = Field(
+        description='{"X": [...], "y": [...]}, or a named dataset like "sklearn:digits?n=64"'
+    )
+    options: CertifyOptions = Field(
+        default_factory=lambda: CertifyOptions(), description="Options of every certification"
+    )
+
+
+class ComparisonMember(BaseModel):
+    """One model of a comparison and its certification job."""
+
+    index: int = Field(description="position in the submitted list (0-based)")
+    name: str = Field(description="file name, or model_specs[i]")
+    model_sha256: str
+    job_id: str
+    status: JobStatus | Literal["deleted"]
+    verdict: str | None = None
+
+
+class ComparisonLinks(BaseModel):
+    """Related URLs (relative to the API root)."""
+
+    self: str
+    report_html: str
+
+
+class Comparison(BaseModel):
+    """A comparison as the API shows it; ``ranking`` once every member job ended."""
+
+    id: str
+    status: Literal["queued", "running", "succeeded", "failed"] = Field(
+        description="succeeded once every member ended and at least one has a report; failed "
+        "when none has"
+    )
+    created_at: datetime
+    data: str = Field(description="the dataset: its name, file name or 'inline data'")
+    members: list[ComparisonMember]
+    ranking: list[RankingEntry] | None = Field(
+        description="one entry per model, best first (null until every member ended)"
+    )
+    links: ComparisonLinks

@@ -67,7 +67,7 @@ def _meaning(report: Report) -> str:
     return section("meaning", "What this means", f'<p class="meaning">{text}</p>')
 
 
-def _plots(plots: list[Plot]) -> str:
+def plots_section(plots: list[Plot]) -> str:
     if not plots:
         return section("plots", "Plots", missing("No data to plot."))
     figs = "".join(
@@ -155,6 +155,10 @@ footer { color: var(--muted); font-size: 12px; margin-top: 28px; }
 """
 
 
+PAGE_CSS = _CSS
+"""The page style, shared with the width-study page (:mod:`plcore.report.study_html`)."""
+
+
 def render_html(report: Report) -> str:
     """The whole report as one self-contained HTML page (no scripts, no external resources)."""
     title = (
@@ -165,7 +169,7 @@ def render_html(report: Report) -> str:
     sections = [
         _verdict(report),
         _meaning(report),
-        _plots(all_plots(report)),
+        plots_section(all_plots(report)),
         problem_section(report),
         parameters_section(report),
         constants_section(report),

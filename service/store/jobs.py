@@ -46,6 +46,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from service.store.comparisons import ComparisonRecord, ComparisonRecords
 from service.store.engine import make_engine, migrate
 from service.store.models import JOB_STATUSES, TERMINAL_STATUSES, api_keys, idempotency, jobs
 from service.store.records import (
@@ -71,6 +72,7 @@ __all__ = [
     "CURSOR_PATTERN",
     "DEFAULT_IDEMPOTENCY_TTL_S",
     "ApiKeyRecord",
+    "ComparisonRecord",
     "DeliveryRecord",
     "FinalStatus",
     "HeartbeatResult",
@@ -113,9 +115,10 @@ class ApiKeyRecord:
         return self.key_sha256[: self.ID_LENGTH]
 
 
-class JobStore(WebhookRecords):
+class JobStore(WebhookRecords, ComparisonRecords):
     """Jobs, idempotency keys and API keys in one SQL database (see the module docstring);
-    webhook state, deliveries and secrets (:class:`WebhookRecords`)."""
+    webhook state, deliveries and secrets (:class:`WebhookRecords`); comparisons
+    (:class:`ComparisonRecords`)."""
 
     def __init__(
         self,

@@ -135,3 +135,16 @@ webhook_secrets = Table(
     Column("secret", String(128), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
 )
+
+comparisons = Table(
+    "comparisons",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant", String(128), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    # [{"job_id", "name", "model_sha256"}, ...] in submission order; each job is an ordinary
+    # certification job of the same tenant.
+    Column("members", JSON, nullable=False),
+    Column("data_name", String(200), nullable=False),
+    Index("ix_comparisons_tenant_created", "tenant", "created_at"),
+)
