@@ -77,10 +77,8 @@ JSON_EXAMPLE: dict[str, Any] = {
     "model_spec": {"type": "mlp", "input_dim": 2, "widths": [16], "output_dim": 1},
     "data": {"X": [[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.5, -1.0]], "y": [0.0, 1.0, 0.5, -0.5]},
     "options": {"budget": "fast"},
-    "callback_url": None,
 }
-"""A small valid JSON submission (the OpenAPI example; a test submits it). ``callback_url`` is
-null: a URL here would have to resolve and be reachable for "Try it out" to succeed."""
+"""A small valid JSON submission (the OpenAPI example; a test submits it)."""
 
 SUBMIT_OPENAPI: dict[str, Any] = {
     "requestBody": {
