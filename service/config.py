@@ -146,6 +146,29 @@ class Settings(BaseSettings):
     )
     queue_cpu: str = Field("cpu", min_length=1)
     queue_gpu: str = Field("gpu", min_length=1)
+    queue_webhooks: str = Field(
+        "webhooks", min_length=1, description="Queue of the webhook deliveries (light tasks)."
+    )
+    webhook_allow_private: bool = Field(
+        False,
+        description="Accept callback URLs whose address is private, loopback, link-local or "
+        "otherwise not global (tests, a receiver inside your own network).",
+    )
+    webhook_timeout_s: float = Field(
+        10.0, gt=0, le=60, description="Connect and read timeout of one webhook delivery."
+    )
+    webhook_max_attempts: int = Field(
+        8, ge=1, le=20, description="Deliveries of one event before it is given up."
+    )
+    webhook_retry_base_s: float = Field(
+        10.0,
+        gt=0,
+        description="Wait after the first failed delivery; it doubles after each one, up to "
+        "PLCERT_WEBHOOK_RETRY_MAX_S.",
+    )
+    webhook_retry_max_s: float = Field(
+        3600.0, gt=0, description="Longest wait between two deliveries of one event."
+    )
     host: str = Field("127.0.0.1", description="Address the API binds to.")
     port: int = Field(8000, ge=0, le=65535)
     dispatch: Literal["celery", "none"] = Field(

@@ -18,6 +18,8 @@ store ``IdempotencyConflict``          422     Idempotency-Key reused with anoth
 store ``InvalidCursor``                422
 FastAPI ``RequestValidationError``     422     with ``errors``: [{loc, msg, type}]
 artifact ``StorageFull``               507     the disk of the artifact store is full
+webhook ``CallbackUrlRefused``         422     a callback_url that is malformed, does not
+                                               resolve or points at a refused address
 SQLAlchemy ``OperationalError`` and    503     the job store cannot be reached (database
   disconnects                                  restarting); with ``Retry-After``
 Starlette ``HTTPException``            its own unknown route 404, wrong method 405, ...
@@ -47,6 +49,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from plcore import errors as E
 from service.store.artifacts import StorageFull
 from service.store.jobs import IdempotencyConflict, InvalidCursor, JobStateConflict
+from service.webhooks.urls import CallbackUrlRefused
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:plcert:problem:"
@@ -294,6 +297,18 @@ async def _storage_full_handler(request: Request, exc: Exception) -> JSONRespons
     )
 
 
+async def _callback_url_handler(request: Request, exc: Exception) -> JSONResponse:
+    detail = str(exc)
+    return problem_response(
+        422,
+        detail,
+        request=request,
+        title="Callback URL refused",
+        code="invalid-callback-url",
+        extra={"errors": [{"loc": ["body", "callback_url"], "msg": detail, "type": "url"}]},
+    )
+
+
 async def _database_handler(request: Request, exc: Exception) -> JSONResponse:
     if not is_database_unavailable(exc):
         return internal_error_response(request, exc)
@@ -389,6 +404,7 @@ def install_error_handlers(app: FastAPI) -> None:
     for cls in (JobStateConflict, IdempotencyConflict, InvalidCursor):
         app.add_exception_handler(cls, _store_handler)
     app.add_exception_handler(StorageFull, _storage_full_handler)
+    app.add_exception_handler(CallbackUrlRefused, _callback_url_handler)
     app.add_exception_handler(DBAPIError, _database_handler)
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(StarletteHTTPException, _http_handler)

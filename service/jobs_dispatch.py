@@ -2,59 +2,21 @@
 
 The API calls :func:`enqueue` right after :meth:`JobStore.create_job`. The message carries only
 the job id (also the Celery task id); everything else is read from the job store by the worker.
+The Celery app itself lives in :mod:`worker.app`, which the workers import too; nothing here is
+imported by the worker side.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from typing import TYPE_CHECKING
+import os
 
 from service.config import Settings, get_settings
+from worker.app import celery_app, enqueue, enqueue_group
 
-if TYPE_CHECKING:
-    from celery import Celery
-
-    from service.store.jobs import JobRecord
+__all__ = ["broker_ok", "broker_ping", "celery_app", "enqueue", "enqueue_group", "live_workers"]
 
 log = logging.getLogger("plcert.dispatch")
-
-_apps: dict[tuple[object, ...], Celery] = {}
-_lock = threading.Lock()
-
-
-def _key(settings: Settings) -> tuple[object, ...]:
-    return (
-        settings.broker_url,
-        str(settings.broker_dir),
-        settings.queue_cpu,
-        settings.queue_gpu,
-        settings.job_time_limit_s,
-        settings.job_hard_time_limit_s,
-    )
-
-
-def celery_app(settings: Settings | None = None) -> Celery:
-    """A Celery app configured like the workers' (cached per broker configuration)."""
-    from worker.celery_app import make_celery
-
-    settings = settings or get_settings()
-    key = _key(settings)
-    with _lock:
-        if key not in _apps:
-            _apps[key] = make_celery(settings)
-        return _apps[key]
-
-
-def enqueue(job: JobRecord, settings: Settings | None = None) -> None:
-    """Send ``job`` to its queue (task id = job id). No-op when PLCERT_DISPATCH=none."""
-    from worker.celery_app import TASK_NAME
-
-    settings = settings or get_settings()
-    if settings.dispatch == "none":
-        return
-    celery_app(settings).send_task(TASK_NAME, args=[job.id], task_id=job.id, queue=job.queue)
-    log.info("job %s sent to queue %s", job.id, job.queue)
 
 
 def live_workers(settings: Settings | None = None, timeout: float = 1.0) -> int:
@@ -71,8 +33,6 @@ def broker_ok(settings: Settings | None = None, timeout: float = 2.0) -> bool:
     """True when the broker accepts a connection (for /readyz)."""
     settings = settings or get_settings()
     if settings.broker_url.startswith("filesystem://"):
-        import os
-
         celery_app(settings)  # creates the broker folders
         folder = settings.broker_dir / "queue"
         return folder.is_dir() and os.access(folder, os.W_OK)

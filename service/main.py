@@ -7,7 +7,7 @@ embedded worker.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -28,7 +28,7 @@ from service.middleware import (
 from service.openapi import complete as complete_openapi
 from service.openapi import for_auth_mode
 from service.ratelimit import RateLimiter
-from service.routes import certifications, estimates, health, studies
+from service.routes import certifications, comparisons, estimates, health, studies, webhooks
 from service.routes.docs import install_docs
 from service.store.artifacts import ArtifactStore
 from service.store.jobs import JobRecord, JobStore
@@ -55,6 +55,13 @@ def celery_dispatcher(settings: Settings) -> Dispatcher:
         jobs_dispatch.enqueue(job, settings)
 
     return send
+
+
+def _group_dispatch(jobs: Sequence[JobRecord], settings: Settings) -> None:
+    """Sends a comparison's jobs as one Celery group (a no-op when PLCERT_DISPATCH=none)."""
+    from service import jobs_dispatch
+
+    jobs_dispatch.enqueue_group(jobs, settings)
 
 
 def _no_dispatch(job: JobRecord) -> None:
@@ -115,11 +122,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.dispatcher = (
         _no_dispatch if settings.dispatch == "none" else celery_dispatcher(settings)
     )
+    app.state.group_dispatcher = lambda jobs: _group_dispatch(jobs, settings)
 
     install_error_handlers(app)
     app.include_router(certifications.router)
     app.include_router(estimates.router)
     app.include_router(studies.router)
+    app.include_router(webhooks.router)
+    app.include_router(comparisons.router)
     app.include_router(health.router)
     install_docs(app, title=TITLE)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)

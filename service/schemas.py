@@ -9,7 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from plcore.models.spec import ModelSpec
 from plcore.options import CertifyOptions
+from plcore.report.compare import MAX_CANDIDATES, RankingEntry
 from service.store.jobs import JobRecord
+from service.webhooks.urls import MAX_URL_LENGTH
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
 API_PREFIX = "/v1"
@@ -99,6 +101,12 @@ class CertificationCreateJSON(BaseModel):
     options: CertifyOptions = Field(
         default_factory=lambda: CertifyOptions(), description="Certification options"
     )
+    callback_url: str | None = Field(
+        None,
+        max_length=MAX_URL_LENGTH,
+        description="http(s) URL that receives a signed event (Standard Webhooks) when the job "
+        "succeeds, fails or is canceled; private and loopback addresses are refused",
+    )
 
 
 class Progress(BaseModel):
@@ -117,6 +125,7 @@ class JobLinks(BaseModel):
     report: str
     report_html: str
     cancel: str
+    deliveries: str
 
 
 class JobError(BaseModel):
@@ -147,6 +156,12 @@ class CertificationJob(BaseModel):
     cancel_requested: bool
     queue: str
     options: dict[str, Any]
+    callback_url: str | None = Field(None, description="Where the terminal event goes")
+    webhook_status: str | None = Field(
+        None,
+        description="The event's delivery: null (none yet), pending, delivered or failed; "
+        "the attempts are at links.deliveries",
+    )
     links: JobLinks
 
     @classmethod
@@ -169,11 +184,14 @@ class CertificationJob(BaseModel):
             cancel_requested=job.cancel_requested,
             queue=job.queue,
             options=job.options,
+            callback_url=job.callback_url,
+            webhook_status=job.webhook_status,
             links=JobLinks(
                 self=base,
                 report=f"{base}/report",
                 report_html=f"{base}/report.html",
                 cancel=f"{base}/cancel",
+                deliveries=f"{base}/deliveries",
             ),
         )
 
@@ -238,3 +256,90 @@ class CostEstimateOut(BaseModel):
             worker_memory_limit_bytes=worker_memory_limit,
             fits=estimate.peak_memory_bytes <= worker_memory_limit,
         )
+
+
+class DeliveryAttempt(BaseModel):
+    """One delivery attempt of a job's webhook event."""
+
+    attempt: int = Field(description="1 for the first delivery, then one more per retry")
+    attempted_at: datetime
+    status_code: int | None = Field(description="The receiver's HTTP status; null if none came")
+    error: str | None = Field(
+        description="Why the attempt failed (timeout, refused address, redirect...)"
+    )
+    duration_ms: float
+    succeeded: bool = Field(description="True for a 2xx answer")
+    response_prefix: str | None = Field(
+        description="The first 256 bytes of the receiver's answer, as text"
+    )
+
+
+class DeliveryList(BaseModel):
+    """The webhook event of a job and every delivery attempt, first first."""
+
+    job_id: str
+    callback_url: str | None
+    event_id: str | None = Field(description="The event's webhook-id header (same on retries)")
+    event_type: str | None = Field(description="certification.succeeded, .failed or .canceled")
+    status: str | None = Field(description="null (no event yet), pending, delivered or failed")
+    items: list[DeliveryAttempt]
+
+
+class WebhookSecretOut(BaseModel):
+    """The caller's webhook signing secret (Standard Webhooks, ``whsec_`` + base64)."""
+
+    secret: str
+    created_at: datetime
+
+
+class ComparisonCreateJSON(BaseModel):
+    """JSON form of a comparison: several model specs, one dataset, shared options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_specs: list[ModelSpec] = Field(
+        min_length=2,
+        max_length=MAX_CANDIDATES,
+        description=f"2 to {MAX_CANDIDATES} JSON model specifications, certified one job each",
+    )
+    data: InlineData | str = Field(
+        description='{"X": [...], "y": [...]}, or a named dataset like "sklearn:digits?n=64"'
+    )
+    options: CertifyOptions = Field(
+        default_factory=lambda: CertifyOptions(), description="Options of every certification"
+    )
+
+
+class ComparisonMember(BaseModel):
+    """One model of a comparison and its certification job."""
+
+    index: int = Field(description="position in the submitted list (0-based)")
+    name: str = Field(description="file name, or model_specs[i]")
+    model_sha256: str
+    job_id: str
+    status: JobStatus | Literal["deleted"]
+    verdict: str | None = None
+
+
+class ComparisonLinks(BaseModel):
+    """Related URLs (relative to the API root)."""
+
+    self: str
+    report_html: str
+
+
+class Comparison(BaseModel):
+    """A comparison as the API shows it; ``ranking`` once every member job ended."""
+
+    id: str
+    status: Literal["queued", "running", "succeeded", "failed"] = Field(
+        description="succeeded once every member ended and at least one has a report; failed "
+        "when none has"
+    )
+    created_at: datetime
+    data: str = Field(description="the dataset: its name, file name or 'inline data'")
+    members: list[ComparisonMember]
+    ranking: list[RankingEntry] | None = Field(
+        description="one entry per model, best first (null until every member ended)"
+    )
+    links: ComparisonLinks

@@ -10,20 +10,21 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from plcore.json_text import DuplicateKeyError, loads_strict
+from plcore.models.spec import ModelSpec
 from plcore.models.spec_schema import SIZE_ONLY
 from plcore.options import CertifyOptions
 from service.errors import ProblemException
-from service.schemas import CertificationCreateJSON
+from service.schemas import CertificationCreateJSON, InlineData
 from service.store.artifacts import ArtifactStore
 from service.store.jobs import JobRecord, JobStore
 from service.validation import (
@@ -32,6 +33,12 @@ from service.validation import (
     check_device,
     data_format_for,
     model_format_for,
+)
+from service.webhooks.urls import (
+    MAX_URL_LENGTH,
+    CallbackUrlRefused,
+    check_callback_url,
+    split_callback_url,
 )
 
 MULTIPART_SCHEMA: dict[str, Any] = {
@@ -58,6 +65,11 @@ MULTIPART_SCHEMA: dict[str, Any] = {
             "$ref": "#/components/schemas/CertifyOptions",
             "description": 'CertifyOptions as a JSON text field, e.g. {"budget": "fast"}',
             "example": {"budget": "fast"},
+        },
+        "callback_url": {
+            "type": "string",
+            "maxLength": MAX_URL_LENGTH,
+            "description": "Optional http(s) URL for the signed terminal event (webhook)",
         },
     },
 }
@@ -131,6 +143,7 @@ class Submission:
     data_format: str
     weights: bytes | None
     options: CertifyOptions
+    callback_url: str | None = None
 
     def body_sha256(self) -> str:
         """Hash of what the job computes (independent of multipart boundaries, key order)."""
@@ -142,6 +155,8 @@ class Submission:
             "weights": hashlib.sha256(self.weights).hexdigest() if self.weights else None,
             "options": self.options.model_dump(mode="json"),
         }
+        if self.callback_url is not None:  # absent from older hashes: they stay valid
+            canonical["callback_url"] = self.callback_url
         return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
 
@@ -165,7 +180,7 @@ async def read_multipart(request: Request) -> Submission:
     Formats come from the file names' suffixes, else from the content. Other fields are 422.
     """
     try:
-        form = await request.form(max_files=3, max_fields=4)
+        form = await request.form(max_files=3, max_fields=5)
     except StarletteHTTPException as exc:
         # Starlette answers 400 for a malformed body or too many parts; the API's answer for a
         # body it cannot use is 422, the one the OpenAPI lists.
@@ -187,7 +202,7 @@ async def read_multipart(request: Request) -> Submission:
         for field in ("model", "data"):
             if field not in parts:
                 raise _invalid([field], f"the multipart body has no '{field}' file", "missing")
-        unknown = sorted(set(form.keys()) - {"model", "data", "weights", "options"})
+        unknown = sorted(set(form.keys()) - {"model", "data", "weights", "options", "callback_url"})
         if unknown:
             raise _invalid([unknown[0]], f"unknown form fields {unknown}", "extra_forbidden")
         raw_options = form.get("options")
@@ -200,6 +215,9 @@ async def read_multipart(request: Request) -> Submission:
                 ["options"], f"options is not valid JSON: {exc}", "json_invalid"
             ) from None
         options = _options_from(options_obj)
+        callback_url = form.get("callback_url")
+        if isinstance(callback_url, UploadFile):
+            raise _invalid(["callback_url"], "'callback_url' must be a text field, not a file")
     finally:
         await form.close()
     model, data = parts["model"], parts["data"]
@@ -210,19 +228,20 @@ async def read_multipart(request: Request) -> Submission:
         data_format=data_format_for(names["data"], data),
         weights=parts.get("weights"),
         options=options,
+        callback_url=callback_url or None,
     )
 
 
-async def read_json(request: Request) -> Submission:
-    """``{"model_spec", "data", "options"}``; the spec is stored as canonical JSON, inline data
-    as JSON ``{"X", "y"}`` and a dataset name (``"sklearn:..."``) as its UTF-8 text."""
-    raw = await request.body()
+JsonBody = TypeVar("JsonBody", bound=BaseModel)
+
+
+async def parse_json_body(raw: bytes, schema: type[JsonBody]) -> JsonBody:
+    """``raw`` validated strictly as ``schema`` (422 with the errors' locations under
+    ``body``), and refused when an object repeats a key."""
     try:
         # Size-only: the spec's fields are checked here, its parameter count by the guards
         # (a 422 with the count and PLCERT_MAX_PARAMS) and its shapes by the loader.
-        body = CertificationCreateJSON.model_validate_json(
-            raw, strict=True, context={SIZE_ONLY: True}
-        )
+        body = schema.model_validate_json(raw, strict=True, context={SIZE_ONLY: True})
     except ValidationError as exc:
         raise RequestValidationError(
             [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
@@ -233,21 +252,71 @@ async def read_json(request: Request) -> Submission:
         await anyio.to_thread.run_sync(loads_strict, raw)
     except DuplicateKeyError as exc:
         raise _invalid([], str(exc), "duplicate_key") from None
-    spec = body.model_spec.model_dump(mode="json", exclude_none=False)
-    model = json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()
-    if isinstance(body.data, str):
-        data, data_format = body.data.encode("utf-8"), "named"
-    else:
-        data = json.dumps({"X": body.data.X, "y": body.data.y}, separators=(",", ":")).encode()
-        data_format = "json"
+    return body
+
+
+def spec_bytes(spec: ModelSpec) -> bytes:
+    """A JSON model spec as stored: canonical JSON (sorted keys, no spaces)."""
+    dumped = spec.model_dump(mode="json", exclude_none=False)
+    return json.dumps(dumped, sort_keys=True, separators=(",", ":")).encode()
+
+
+def data_bytes(data: InlineData | str) -> tuple[bytes, str]:
+    """(bytes, format) of JSON-body data: inline data as JSON ``{"X", "y"}``, a dataset name
+    (``"sklearn:..."``) as its UTF-8 text."""
+    if isinstance(data, str):
+        return data.encode("utf-8"), "named"
+    return json.dumps({"X": data.X, "y": data.y}, separators=(",", ":")).encode(), "json"
+
+
+async def read_json(request: Request) -> Submission:
+    """``{"model_spec", "data", "options"}`` (see :func:`spec_bytes`, :func:`data_bytes`)."""
+    body = await parse_json_body(await request.body(), CertificationCreateJSON)
+    data, data_format = data_bytes(body.data)
     return Submission(
-        model=model,
+        model=spec_bytes(body.model_spec),
         model_format="json",
         data=data,
         data_format=data_format,
         weights=None,
         options=body.options,
+        callback_url=body.callback_url,
     )
+
+
+def put_submission_files(
+    sub: Submission, *, queue: str, artifacts: ArtifactStore
+) -> dict[str, Any]:
+    """Write the submission's bytes to the artifact store, all or none (a disk that fills
+    half-way, :class:`~service.store.artifacts.StorageFull`: a 507, leaves no file of it behind);
+    return the ``create_job`` fields of its job, tenant aside."""
+    blobs = [(sub.model, MODEL_SUFFIX[sub.model_format]), (sub.data, DATA_SUFFIX[sub.data_format])]
+    if sub.weights:
+        blobs.append((sub.weights, ".weights"))
+    stored = artifacts.put_all(blobs)
+    return {
+        "options": sub.options.model_dump(mode="json"),
+        "model_format": sub.model_format,
+        "data_format": sub.data_format,
+        "queue": queue,
+        "callback_url": sub.callback_url,
+        "model_ref": stored[0],
+        "data_ref": stored[1],
+        "weights_ref": stored[2] if sub.weights else None,
+    }
+
+
+def restore_purged_files(sub: Submission, job: JobRecord, artifacts: ArtifactStore) -> None:
+    """Write back the submission's files that a purge removed between put and insert.
+
+    A purge of a deleted job that shared these files may have removed them meanwhile
+    (service.store.purge); the new job now counts as a reference, so they are kept from now on.
+    """
+    for ref, content in ((job.model_ref, sub.model), (job.data_ref, sub.data)):
+        if not artifacts.exists(ref):
+            artifacts.put(content, suffix=ref[64:])
+    if sub.weights and job.weights_ref and not artifacts.exists(job.weights_ref):
+        artifacts.put(sub.weights, suffix=".weights")
 
 
 def store_submission(
@@ -266,38 +335,14 @@ def store_submission(
     and body created the job first. Raises :class:`~service.store.artifacts.StorageFull` (507)
     with nothing stored when the files do not fit.
     """
-    blobs = [(sub.model, MODEL_SUFFIX[sub.model_format]), (sub.data, DATA_SUFFIX[sub.data_format])]
-    if sub.weights:
-        blobs.append((sub.weights, ".weights"))
-    # All or none: a disk that fills half-way (StorageFull: a 507) leaves no file of this
-    # submission behind, and no job row is written.
-    stored = artifacts.put_all(blobs)
-    refs: dict[str, Any] = {
-        "model_ref": stored[0],
-        "data_ref": stored[1],
-        "weights_ref": stored[2] if sub.weights else None,
-    }
-    job = {
-        "tenant": tenant,
-        "options": sub.options.model_dump(mode="json"),
-        "model_format": sub.model_format,
-        "data_format": sub.data_format,
-        "queue": queue,
-        **refs,
-    }
+    job = {"tenant": tenant, **put_submission_files(sub, queue=queue, artifacts=artifacts)}
     if idempotency_key is None:
         created: tuple[JobRecord, bool] = (store.create_job(**job), True)
     else:
         created = store.create_job_idempotent(
             idempotency_key=idempotency_key, body_sha256=body_sha256, **job
         )
-    # A purge of a deleted job that shared these files may have removed them between put and
-    # insert (service.store.purge); the job now counts as a reference, so write them back.
-    for ref, content in ((refs["model_ref"], sub.model), (refs["data_ref"], sub.data)):
-        if not artifacts.exists(ref):
-            artifacts.put(content, suffix=ref[64:])
-    if sub.weights and not artifacts.exists(refs["weights_ref"]):
-        artifacts.put(sub.weights, suffix=".weights")
+    restore_purged_files(sub, created[0], artifacts)
     return created
 
 
@@ -312,6 +357,29 @@ async def read_submission(request: Request) -> Submission:
         raise _unsupported(ctype)
     check_device(sub.options.device)
     return sub
+
+
+CALLBACK_CHECK_TIMEOUT_S = 10.0
+"""Longest wait for the DNS answer of a callback URL's host at submit."""
+
+
+async def check_callback(url: str | None, *, allow_private: bool) -> None:
+    """Refuse (422 ``invalid-callback-url``) a callback URL that is malformed, does not resolve
+    or resolves to a refused address (:func:`service.webhooks.urls.check_callback_url`); the
+    DNS lookup runs in a thread, within :data:`CALLBACK_CHECK_TIMEOUT_S`."""
+    if url is None:
+        return
+    split_callback_url(url)  # no lookup for what is malformed anyway
+    try:
+        with anyio.fail_after(CALLBACK_CHECK_TIMEOUT_S):
+            await anyio.to_thread.run_sync(
+                lambda: check_callback_url(url, allow_private=allow_private),
+                abandon_on_cancel=True,
+            )
+    except TimeoutError:
+        raise CallbackUrlRefused(
+            f"callback_url host did not resolve within {CALLBACK_CHECK_TIMEOUT_S:g} s"
+        ) from None
 
 
 def _unsupported(ctype: str) -> ProblemException:

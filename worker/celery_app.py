@@ -1,24 +1,8 @@
-"""The Celery application of plcert's workers.
+"""The Celery app of plcert's workers: the module ``celery -A worker.celery_app worker`` loads.
 
-Reliability settings (see PITFALLS.md, "Celery"):
-
-- ``task_acks_late`` + ``task_reject_on_worker_lost``: a message is acknowledged only after the
-  task returned, so a worker that dies mid-job hands the message back (Redis), and
-  ``worker_prefetch_multiplier = 1`` keeps a busy worker from hoarding queued jobs.
-- A running job is NOT cancelled when the broker connection drops
-  (``worker_cancel_long_running_tasks_on_connection_loss = False``, unlike Celery's advice): the
-  job needs only the job store, so it finishes and writes its result; its late ack is lost with
-  the old connection, and the message, once redelivered, finds the job finished (the claim is a
-  CAS). Cancelling would rerun every running job after each broker restart, spending an attempt
-  of ``PLCERT_MAX_ATTEMPTS`` each time.
-- Soft and hard time limits from the settings; the Redis ``visibility_timeout`` is kept well above
-  the hard limit, or Redis would hand a long job to a second worker while the first still runs.
-- No result backend: job state lives in the job store (``service.store.jobs``), written
-  compare-and-set with an attempt counter; the task id is the job id.
-- ``filesystem://`` (embedded mode) keeps its folders under ``{data_dir}/broker``; with
-  ``control_folder`` set, ping / revoke / inspect work across processes. A message in flight when
-  the whole worker dies stays in ``processed/``: the job store's lease and the janitor
-  (:mod:`worker.janitor`) re-queue such jobs.
+The app is built by :func:`worker.app.make_celery` (its one home, shared with the API; the
+reliability settings are described there). This module holds the worker's instance and its
+lifecycle: threads, schema migration, the janitor.
 
 CUDA is never touched here: GPU workers run ``-P solo`` (or initialise CUDA in pool children).
 
@@ -30,104 +14,12 @@ all jobs; the threads pool's jobs share it). ``PLCERT_TORCH_THREADS`` overrides 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from celery import Celery
 from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
-from kombu import Exchange, Queue
 
-from service.config import Settings, get_settings
-
-TASK_NAME = "plcert.run_certification"
-"""The registered name of :func:`worker.tasks.run_certification` (the API sends by name)."""
-
-
-def filesystem_broker_options(broker_dir: Path, *, create: bool = True) -> dict[str, Any]:
-    """Transport options of the ``filesystem://`` broker, with its folders under ``broker_dir``
-    (created when ``create``; kombu does not create them).
-
-    Producers and consumers share one folder (``queue``) for both directions; processed
-    messages are kept in ``processed`` (the janitor's fallback evidence), exchange tables in
-    ``control`` (what makes broadcast commands such as ping and revoke work).
-    """
-    queue_dir = broker_dir / "queue"
-    processed = broker_dir / "processed"
-    control = broker_dir / "control"
-    if create:
-        for d in (queue_dir, processed, control):
-            d.mkdir(parents=True, exist_ok=True)
-    return {
-        "data_folder_in": str(queue_dir),
-        "data_folder_out": str(queue_dir),
-        "store_processed": True,
-        "processed_folder": str(processed),
-        "control_folder": str(control),
-    }
-
-
-def broker_transport_options(settings: Settings, *, create_dirs: bool = True) -> dict[str, Any]:
-    """Transport options for the configured broker.
-
-    For Redis the visibility timeout is max(2 * hard limit, hard limit + 600 s): a message is
-    redelivered only long after any legitimate run of it must have ended.
-    """
-    scheme = settings.broker_url.split("://", 1)[0]
-    if scheme == "filesystem":
-        return filesystem_broker_options(settings.broker_dir, create=create_dirs)
-    if scheme in ("redis", "rediss"):
-        hard = float(settings.job_hard_time_limit_s)
-        return {
-            "visibility_timeout": int(max(2 * hard, hard + 600)),
-            "socket_keepalive": True,
-            "health_check_interval": 30,
-        }
-    return {}
-
-
-def make_celery(settings: Settings, *, create_dirs: bool = True) -> Celery:
-    """Build the Celery app for ``settings`` (broker, queues, limits; no result backend).
-
-    ``create_dirs=False`` leaves the filesystem broker's folders to be made later (importing
-    this module must not create folders; the worker makes them when it starts).
-    """
-    transport = broker_transport_options(settings, create_dirs=create_dirs)
-    app = Celery(
-        "plcert", broker=settings.broker_url, include=["worker.tasks", "worker.study_tasks"]
-    )
-    cpu, gpu = settings.queue_cpu, settings.queue_gpu
-    app.conf.update(
-        broker_transport_options=transport,
-        broker_connection_retry_on_startup=True,
-        result_backend=None,
-        task_ignore_result=True,
-        task_store_errors_even_if_ignored=False,
-        task_serializer="json",
-        result_serializer="json",
-        accept_content=["json"],
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        task_acks_on_failure_or_timeout=True,
-        worker_prefetch_multiplier=1,
-        worker_cancel_long_running_tasks_on_connection_loss=False,  # see the docstring
-        task_soft_time_limit=float(settings.job_time_limit_s),
-        task_time_limit=float(settings.job_hard_time_limit_s),
-        task_default_queue=cpu,
-        task_default_exchange=cpu,
-        task_default_routing_key=cpu,
-        task_queues=(
-            Queue(cpu, Exchange(cpu), routing_key=cpu),
-            Queue(gpu, Exchange(gpu), routing_key=gpu),
-        ),
-        task_create_missing_queues=True,
-        worker_hijack_root_logger=False,
-        worker_send_task_events=False,
-        task_send_sent_event=False,
-        enable_utc=True,
-        timezone="UTC",
-    )
-    return app
-
+from service.config import get_settings
+from worker.app import broker_transport_options, make_celery
 
 app = make_celery(get_settings(), create_dirs=False)
 
@@ -221,8 +113,8 @@ def _migrate_on_start(**_: Any) -> None:
 def _start_janitor(**_: Any) -> None:
     """Every worker's main process sweeps for orphaned jobs (see worker.janitor)."""
     global _janitor
-    from service.jobs_dispatch import enqueue
     from service.store.jobs import JobStore
+    from worker.app import enqueue
     from worker.janitor import Janitor
 
     settings = get_settings()

@@ -19,6 +19,9 @@ finished more than ``PLCERT_RETENTION_DAYS`` ago with their files (``service.sto
 With the ``filesystem://`` broker it also deletes copies of consumed messages in
 ``{data_dir}/broker/processed`` once they are a day old (kombu keeps every one otherwise).
 
+It also starts the webhook events that no one started or whose delivery message was lost
+(:meth:`JobStore.due_webhooks`, at most once per :data:`WEBHOOK_GRACE_S` for each job).
+
 The janitor runs as a daemon thread in every worker's main process and in ``plcert serve``.
 """
 
@@ -41,6 +44,10 @@ from service.store.retention import expire_jobs
 log = logging.getLogger("plcert.janitor")
 
 Enqueue = Callable[[JobRecord], None]
+SendWebhook = Callable[[str], None]
+
+WEBHOOK_GRACE_S = 60.0
+"""An event finished (or due) this long ago with no delivery under way is started again."""
 
 
 PROCESSED_RETENTION_S = 24 * 3600.0
@@ -54,6 +61,8 @@ class SweepResult:
 
     requeued: list[str] = field(default_factory=list)
     resent: list[str] = field(default_factory=list)
+    webhooks: list[str] = field(default_factory=list)
+    """Ids of the jobs whose webhook delivery this sweep started or sent again."""
     pruned: int = 0
     purged_files: int = 0
     expired: list[str] = field(default_factory=list)
@@ -70,8 +79,11 @@ class Janitor:
         enqueue: Enqueue,
         *,
         interval_s: float | None = None,
+        send_webhook: SendWebhook | None = None,
     ) -> None:
         self.store, self.settings, self.enqueue = store, settings, enqueue
+        self.send_webhook = send_webhook or self._send_webhook_task
+        self._webhook_sent_at: dict[str, float] = {}
         self.interval_s = interval_s or default_interval(settings)
         self._resent_at: dict[str, float] = {}
         self._retention_at: float | None = None
@@ -101,6 +113,7 @@ class Janitor:
                     self._send(job, result.resent)
         if len(self._resent_at) > 10_000:  # forget old entries; a re-send is harmless anyway
             self._resent_at = {k: v for k, v in self._resent_at.items() if mono - v < after}
+        self._start_webhooks(now, mono, result.webhooks)
         if self.settings.broker_url.startswith("filesystem://"):
             result.pruned = prune_processed(self.settings.broker_dir / "processed")
         # Files of jobs deleted while running, once they stopped (service.store.purge).
@@ -123,6 +136,29 @@ class Janitor:
         except Exception:
             # The job stays queued; the next sweep (or any other janitor) sends it again.
             log.warning("job %s: could not send to the broker", job.id, exc_info=True)
+
+    def _start_webhooks(self, now: datetime | None, mono: float, into: list[str]) -> None:
+        for job_id in self.store.due_webhooks(now, grace_s=WEBHOOK_GRACE_S):
+            last = self._webhook_sent_at.get(job_id)
+            if last is not None and mono - last < WEBHOOK_GRACE_S:
+                continue
+            self._webhook_sent_at[job_id] = mono
+            try:
+                self.store.mark_webhook_pending(job_id)  # no-op when already pending
+                self.send_webhook(job_id)
+                into.append(job_id)
+                log.warning("job %s: webhook delivery overdue; sent again", job_id)
+            except Exception:
+                log.warning("job %s: could not send its webhook task", job_id, exc_info=True)
+        if len(self._webhook_sent_at) > 10_000:
+            self._webhook_sent_at = {
+                k: v for k, v in self._webhook_sent_at.items() if mono - v < WEBHOOK_GRACE_S
+            }
+
+    def _send_webhook_task(self, job_id: str) -> None:
+        from worker.app import send_webhook
+
+        send_webhook(job_id, self.settings)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):

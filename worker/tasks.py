@@ -31,7 +31,9 @@ from service.errors import is_database_unavailable
 from service.store.artifacts import ArtifactStore
 from service.store.jobs import FinalStatus, JobRecord, JobStore
 from service.validation import load_job_inputs
-from worker.celery_app import TASK_NAME, app, one_job_per_process
+from service.webhooks.events import notify_finished
+from worker.app import TASK_NAME
+from worker.celery_app import app, one_job_per_process
 from worker.errors import job_error, out_of_memory_error, time_limit_error
 from worker.lease import LeaseKeeper
 from worker.memory import is_out_of_memory, job_memory_limit
@@ -281,7 +283,8 @@ class CertificationTask(Task):
         if job is not None and job.status == "running":
             limit = rt.settings.job_hard_time_limit_s
             error = time_limit_error(limit, "PLCERT_JOB_HARD_TIME_LIMIT_S")
-            rt.store.finish(job_id, attempt=job.attempt, status="failed", error=error)
+            if rt.store.finish(job_id, attempt=job.attempt, status="failed", error=error):
+                notify_finished(rt.store, job_id, rt.settings, app=self.app)
             log.warning("job %s killed at the hard time limit: failed", job_id)
 
 
@@ -289,7 +292,7 @@ class CertificationTask(Task):
 def run_certification(self: Task, job_id: str) -> str | None:
     """Celery entry point (task id = job id); see :func:`run_job`."""
     rt = runtime()
-    return run_job(
+    status = run_job(
         job_id,
         worker_id=worker_id_for(self.request.hostname),
         store=rt.store,
@@ -297,3 +300,6 @@ def run_certification(self: Task, job_id: str) -> str | None:
         settings=rt.settings,
         memory_limit=rt.settings.worker_memory_limit if one_job_per_process() else None,
     )
+    if status is not None:  # the job ended here: its webhook, if it has a callback_url
+        notify_finished(rt.store, job_id, rt.settings, app=self.app)
+    return status

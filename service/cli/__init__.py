@@ -18,6 +18,7 @@ app = typer.Typer(
 
 # Sub-commands register themselves on import.
 from service.cli import certify as _certify  # noqa: E402,F401
+from service.cli import compare as _compare  # noqa: E402,F401
 from service.cli import gc as _gc  # noqa: E402,F401
 from service.cli import keys as _keys  # noqa: E402,F401
 from service.cli import serve as _serve  # noqa: E402,F401

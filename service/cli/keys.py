@@ -1,4 +1,5 @@
-"""`plcert keys create|list|revoke`: API keys stored in the job store's ``api_keys`` table.
+"""`plcert keys create|list|revoke`: API keys stored in the job store's ``api_keys`` table;
+`plcert keys webhook-secret TENANT [--rotate]`: the tenant's webhook signing secret.
 
 Keys work beside those of ``PLCERT_API_KEYS`` (``service.deps.get_tenant`` checks both). Only
 the SHA-256 of a key is stored, so ``create`` prints the key once and nothing can show it
@@ -153,3 +154,27 @@ def revoke(
     finally:
         store.dispose()
     typer.echo(f"revoked key {found.key_id} of tenant {found.tenant!r}")
+
+
+@keys_app.command("webhook-secret")
+def webhook_secret(
+    tenant: Annotated[str, typer.Argument(help="Tenant whose secret to show.")],
+    rotate: Annotated[
+        bool, typer.Option("--rotate", help="Replace the secret with a new one first.")
+    ] = False,
+) -> None:
+    """Print TENANT's webhook signing secret (whsec_...), made on first use; the tenant can
+    also read it from GET /v1/webhooks/secret."""
+    if not TENANT_RE.fullmatch(tenant):
+        _fail(f"tenant {tenant!r} is not a valid tenant name")
+    store = _open_store()
+    try:
+        found = store.rotate_webhook_secret(tenant) if rotate else store.webhook_secret(tenant)
+    finally:
+        store.dispose()
+    typer.echo(found.secret)
+    typer.echo(
+        f"webhook secret of tenant {tenant!r} ({'rotated' if rotate else 'created'} "
+        f"{_when(found.created_at)}): verify the webhook-signature header of events with it",
+        err=True,
+    )

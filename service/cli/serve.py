@@ -76,7 +76,7 @@ def serve(
     embedded = None
     if workers_concurrency > 0:
         embedded = EmbeddedWorker(
-            queues=[settings.queue_cpu, settings.queue_gpu],
+            queues=[settings.queue_cpu, settings.queue_gpu, settings.queue_webhooks],
             concurrency=workers_concurrency,
             pool="prefork",
             loglevel=log_level.upper(),
@@ -101,7 +101,10 @@ def serve(
 @app.command()
 def worker(
     queues: Annotated[
-        str | None, typer.Option(help="Comma-separated queues (default: PLCERT_QUEUE_CPU).")
+        str | None,
+        typer.Option(
+            help="Comma-separated queues (default: PLCERT_QUEUE_CPU and PLCERT_QUEUE_WEBHOOKS)."
+        ),
     ] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Jobs run at once.")] = 1,
     pool: Annotated[
@@ -116,7 +119,8 @@ def worker(
     settings = _settings_or_exit()
     assert isinstance(settings, Settings)
     configure_logging(log_level.upper(), json_lines=settings.log_json)
-    names = [q.strip() for q in (queues or settings.queue_cpu).split(",") if q.strip()]
+    default = f"{settings.queue_cpu},{settings.queue_webhooks}"
+    names = [q.strip() for q in (queues or default).split(",") if q.strip()]
     if not names:
         typer.echo("error: --queues names no queue", err=True)
         raise typer.Exit(EXIT_BAD_USAGE)

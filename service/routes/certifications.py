@@ -47,8 +47,15 @@ from service.schemas import (
 )
 from service.store.jobs import CURSOR_MAX_LENGTH, CURSOR_PATTERN, JobRecord, JobStore
 from service.store.purge import purge_deleted_artifacts
-from service.submission import SUBMIT_OPENAPI, Submission, read_submission, store_submission
+from service.submission import (
+    SUBMIT_OPENAPI,
+    Submission,
+    check_callback,
+    read_submission,
+    store_submission,
+)
 from service.validation import load_inputs
+from service.webhooks.events import notify_finished
 
 log = logging.getLogger("plcert.service.api")
 
@@ -183,6 +190,7 @@ async def create_certification(
     the submission is stored (no file, no job).
     """
     sub = await read_submission(request)
+    await check_callback(sub.callback_url, allow_private=settings.webhook_allow_private)
     body_sha256 = sub.body_sha256()
     if idempotency_key is not None:
         found = await run_in_threadpool(store.find_idempotent, tenant=tenant, key=idempotency_key)
@@ -330,7 +338,7 @@ async def get_report_html(
     responses=limited_responses(401, 404, 409),
 )
 async def cancel_certification(
-    job_id: str, response: Response, tenant: TenantDep, store: StoreDep
+    job_id: str, response: Response, tenant: TenantDep, store: StoreDep, settings: SettingsDep
 ) -> CertificationJob:
     """A queued job is canceled at once; a running one stops at the computation's next
     cancellation check (the worker refreshes the flag from the job store every 0.5 s).
@@ -340,6 +348,9 @@ async def cancel_certification(
     job = await run_in_threadpool(store.request_cancel, job_id, tenant=tenant)
     if job is None:
         raise ProblemException(404, f"no certification job {job_id!r}", code="job-not-found")
+    # canceled at once (it was queued): its webhook, if it has a callback_url
+    if job.is_terminal and await run_in_threadpool(notify_finished, store, job.id, settings):
+        job = await _get_or_404(store, job.id, tenant)
     return _job_response(response, job)
 
 

@@ -46,6 +46,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from service.store.comparisons import ComparisonRecord, ComparisonRecords
 from service.store.engine import make_engine, migrate
 from service.store.models import JOB_STATUSES, TERMINAL_STATUSES, api_keys, idempotency, jobs
 from service.store.records import (
@@ -64,12 +65,15 @@ from service.store.records import (
     record_from_row,
     utcnow,
 )
+from service.store.webhooks import DeliveryRecord, WebhookRecords, WebhookSecret
 
 __all__ = [
     "CURSOR_MAX_LENGTH",
     "CURSOR_PATTERN",
     "DEFAULT_IDEMPOTENCY_TTL_S",
     "ApiKeyRecord",
+    "ComparisonRecord",
+    "DeliveryRecord",
     "FinalStatus",
     "HeartbeatResult",
     "IdempotencyConflict",
@@ -79,6 +83,7 @@ __all__ = [
     "JobStatus",
     "JobStore",
     "StoreError",
+    "WebhookSecret",
     "decode_cursor",
     "encode_cursor",
     "utcnow",
@@ -110,8 +115,10 @@ class ApiKeyRecord:
         return self.key_sha256[: self.ID_LENGTH]
 
 
-class JobStore:
-    """Jobs, idempotency keys and API keys in one SQL database (see the module docstring)."""
+class JobStore(WebhookRecords, ComparisonRecords):
+    """Jobs, idempotency keys and API keys in one SQL database (see the module docstring);
+    webhook state, deliveries and secrets (:class:`WebhookRecords`); comparisons
+    (:class:`ComparisonRecords`)."""
 
     def __init__(
         self,
@@ -166,6 +173,7 @@ class JobStore:
         data_format: str,
         queue: str,
         weights_ref: str | None = None,
+        callback_url: str | None = None,
     ) -> JobRecord:
         """Insert a new queued job and return it."""
         with self._write() as conn:
@@ -179,6 +187,7 @@ class JobStore:
                 data_format=data_format,
                 queue=queue,
                 weights_ref=weights_ref,
+                callback_url=callback_url,
             )
 
     def _insert_job(self, conn: Connection, **values: Any) -> JobRecord:
@@ -192,6 +201,7 @@ class JobStore:
             "created_at": now,
             "updated_at": now,
             "cancel_requested": False,
+            "webhook_attempts": 0,
             **values,
             "options": dict(values["options"]),
         }

@@ -84,6 +84,12 @@ jobs = Table(
     Column("lease_expires_at", UTCDateTime(), nullable=True),
     # Set once a deleted, finished job's files that no other job shares were removed.
     Column("artifacts_purged_at", UTCDateTime(), nullable=True),
+    # Webhooks (service.webhooks): where to send the terminal event, and its delivery state
+    # (None: not started; pending, delivered, failed), attempts so far, next attempt's time.
+    Column("callback_url", String(2048), nullable=True),
+    Column("webhook_status", String(16), nullable=True),
+    Column("webhook_attempts", Integer, nullable=False, default=0, server_default="0"),
+    Column("webhook_next_at", UTCDateTime(), nullable=True),
     Index("ix_jobs_tenant_created", "tenant", "created_at", "id"),
     Index("ix_jobs_status", "status"),
 )
@@ -162,4 +168,41 @@ study_points = Table(
     Column("finished_at", UTCDateTime(), nullable=True),
     Column("row", JSON, nullable=True),
     Column("error", JSON, nullable=True),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("job_id", String(32), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("event_id", String(64), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("url", String(2048), nullable=False),
+    Column("attempted_at", UTCDateTime(), nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("error", String(500), nullable=True),
+    Column("duration_ms", Float, nullable=False),
+    Column("response_prefix", String(256), nullable=True),
+    Column("succeeded", Boolean, nullable=False),
+)
+
+webhook_secrets = Table(
+    "webhook_secrets",
+    metadata,
+    Column("tenant", String(128), primary_key=True),
+    Column("secret", String(128), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+comparisons = Table(
+    "comparisons",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant", String(128), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    # [{"job_id", "name", "model_sha256"}, ...] in submission order; each job is an ordinary
+    # certification job of the same tenant.
+    Column("members", JSON, nullable=False),
+    Column("data_name", String(200), nullable=False),
+    Index("ix_comparisons_tenant_created", "tenant", "created_at"),
 )

@@ -57,6 +57,8 @@ class JobRecord:
     ``"csv"``, ``"json"`` or ``"named"`` (see ``service.validation``). ``*_ref`` are artifact
     refs (``service.store.artifacts``). ``error`` is ``{type, title, detail, status}`` from
     ``service.errors.job_error``. ``lease_expires_at`` is set while a worker holds the job.
+    ``callback_url`` and ``webhook_*``: the terminal event's target and delivery state
+    (``service.store.webhooks``).
     """
 
     id: str
@@ -84,6 +86,10 @@ class JobRecord:
     lease_expires_at: datetime | None
     weights_ref: str | None = None
     deleted_at: datetime | None = None
+    callback_url: str | None = None
+    webhook_status: str | None = None
+    webhook_attempts: int = 0
+    webhook_next_at: datetime | None = None
 
     @property
     def is_terminal(self) -> bool:

@@ -69,6 +69,8 @@ def _truncate(store: JobStore) -> None:
     with store.engine.begin() as conn:
         conn.execute(text("DELETE FROM idempotency"))
         conn.execute(text("DELETE FROM api_keys"))
+        conn.execute(text("DELETE FROM webhook_secrets"))
+        conn.execute(text("DELETE FROM comparisons"))
         conn.execute(text("DELETE FROM jobs"))
 
 

@@ -181,3 +181,21 @@ def test_revoking_the_last_key_locks_the_api_instead_of_opening_it(
     assert keys("revoke", hash_api_key(key)[:12]).exit_code == 0
     assert_problem(client.get("/v1/certifications"), 401)
     assert_problem(client.get("/v1/certifications", headers={"X-API-Key": key}), 401)
+
+
+def test_webhook_secret_prints_the_tenants_secret_that_the_api_shows(
+    data_dir: Path, make_client: AppFactory
+) -> None:
+    first = keys("webhook-secret", "acme")
+    assert first.exit_code == 0, first.stderr
+    secret = first.stdout.strip()
+    assert secret.startswith("whsec_") and keys("webhook-secret", "acme").stdout.strip() == secret
+    rotated = keys("webhook-secret", "acme", "--rotate")
+    assert rotated.exit_code == 0 and "rotated" in rotated.stderr
+    assert rotated.stdout.strip() != secret
+    key = created_key("acme")
+    _, client, _ = make_client()  # the same data folder: the stored key turns auth on
+    shown = client.get("/v1/webhooks/secret", headers={"X-API-Key": key}).json()["secret"]
+    assert shown == rotated.stdout.strip()
+    bad = keys("webhook-secret", "no spaces allowed")
+    assert bad.exit_code == 2 and "error:" in bad.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from service.config import load_settings
-from worker.celery_app import TASK_NAME, make_celery
+from worker.app import TASK_NAME, WEBHOOK_TASK_NAME, make_celery
 
 
 def test_long_job_settings_ack_late_and_prefetch_one(tmp_path: Path) -> None:
@@ -17,7 +17,9 @@ def test_long_job_settings_ack_late_and_prefetch_one(tmp_path: Path) -> None:
     assert conf.task_ignore_result and conf.result_backend is None
     assert conf.accept_content == ["json"] and conf.task_serializer == "json"
     assert conf.task_default_queue == "cpu"
-    assert {q.name for q in conf.task_queues} == {"cpu", "gpu"}
+    assert {q.name for q in conf.task_queues} == {"cpu", "gpu", "webhooks"}
+    # deliveries have their own queue: they never wait behind queued certifications
+    assert conf.task_routes[WEBHOOK_TASK_NAME]["queue"] == "webhooks"
 
 
 def test_time_limits_come_from_settings(tmp_path: Path) -> None:
@@ -43,9 +45,37 @@ def test_filesystem_broker_keeps_its_folders_in_the_data_dir(tmp_path: Path) -> 
         assert Path(opts[key]).is_dir() and Path(opts[key]).is_relative_to(tmp_path / "broker")
 
 
-def test_the_task_is_registered_under_its_public_name() -> None:
+def test_the_tasks_are_registered_under_their_public_names() -> None:
     from worker.celery_app import app
     from worker.tasks import run_certification
+    from worker.webhooks import deliver_webhook
 
     assert run_certification.name == TASK_NAME
-    assert TASK_NAME in app.tasks
+    assert deliver_webhook.name == WEBHOOK_TASK_NAME
+    assert {TASK_NAME, WEBHOOK_TASK_NAME} <= set(app.tasks)
+
+
+def _modules_after_import(module: str) -> set[str]:
+    """The plcert modules (service.*, worker.*) loaded by importing ``module`` in a fresh
+    interpreter (sys.modules of this one already holds both sides)."""
+    import subprocess
+    import sys
+
+    code = (
+        f"import sys, {module}\n"
+        "print('\\n'.join(m for m in sys.modules if m.split('.')[0] in ('service', 'worker')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    return set(out.split())
+
+
+def test_the_api_and_the_worker_share_one_app_module_and_do_not_import_each_other() -> None:
+    api_side = _modules_after_import("service.jobs_dispatch")
+    assert "worker.app" in api_side
+    assert "worker.celery_app" not in api_side and "worker.tasks" not in api_side
+    home = _modules_after_import("worker.app")
+    assert home <= {"service", "service.config", "worker", "worker.app"}, home
+    worker_side = _modules_after_import("worker.tasks")
+    assert "service.jobs_dispatch" not in worker_side

@@ -99,8 +99,11 @@ def test_the_route_list_is_the_one_this_test_knows(make_client: AppFactory) -> N
     routes = _routes(app)
     assert routes >= PUBLIC
     job_routes = {r for r in routes if "{job_id}" in r[1]}
-    assert len(job_routes) == 5, job_routes  # get, delete, cancel, report, report.html
-    assert len(routes) == len(PUBLIC) + len(job_routes) + 4  # list, submit, estimate, metrics
+    # get, delete, cancel, report, report.html, deliveries
+    assert len(job_routes) == 6, job_routes
+    # list, submit, estimate, metrics, webhook secret (get, rotate), comparisons (submit, get,
+    # report.html: tests/service/routes/test_comparisons.py checks their tenancy)
+    assert len(routes) == len(PUBLIC) + len(job_routes) + 9
 
 
 @pytest.mark.parametrize("key", [REVOKED_KEY, REMOVED_KEY, UNKNOWN_KEY, None])
@@ -133,6 +136,7 @@ def test_a_key_removed_from_the_environment_stops_working(make_client: AppFactor
 def test_another_tenants_key_sees_none_of_bobs_jobs_on_any_route(make_client: AppFactory) -> None:
     app, client = _app_with_tenants(make_client)
     bob_job = _succeeded_job(app, client, BOB_KEY)
+    bob_secret = app.state.store.webhook_secret("bob").secret
     alice = {"X-API-Key": ALICE_KEY}
     checked = set()
     for method, path in sorted(_routes(app) - PUBLIC):
@@ -145,6 +149,11 @@ def test_another_tenants_key_sees_none_of_bobs_jobs_on_any_route(make_client: Ap
             assert r.status_code == 200 and r.json()["items"] == []
         elif (method, path) == ("POST", URL):
             assert r.status_code == 202 and r.json()["id"] != bob_job  # alice's own job
+        elif path.startswith("/v1/comparisons"):  # none of bob's; a job body is no comparison
+            assert r.status_code in (404, 415, 422), (method, path, r.text)
+        elif path.startswith("/v1/webhooks/secret"):  # alice's own secret, never bob's
+            assert r.status_code == 200 and r.json()["secret"] != bob_secret
+            continue  # random base64: _leaks' words could appear in it by chance
         else:  # estimates, metrics: nothing per job
             assert r.status_code == 200, (method, path, r.text)
         if path == "/metrics":  # service-wide counts by status (labels such as "succeeded")
@@ -253,7 +262,7 @@ def test_the_429_is_documented_with_retry_after_on_every_limited_route(
     app, _ = _app_with_tenants(make_client)
     doc = app.openapi()
     limited = [(m, p) for p, ops in doc["paths"].items() for m in ops if p.startswith("/v1/")]
-    assert len(limited) == 8
+    assert len(limited) == 14  # 8 job routes, deliveries, webhook secret (2), comparisons (3)
     for method, path in limited:
         answer = doc["paths"][path][method]["responses"]["429"]
         assert answer["headers"]["Retry-After"]["required"] is True, (method, path)

@@ -1,11 +1,8 @@
 """Width studies: the studies table and one study_points row per (width or depth, seed).
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-11-30
-
-Branch note: written beside issue 11's 0003 (webhooks); when both are merged this revision's
-``down_revision`` becomes "0003" (the two create disjoint tables).
 """
 
 from __future__ import annotations
@@ -16,7 +13,7 @@ from alembic import op
 from service.store.models import UTCDateTime
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
