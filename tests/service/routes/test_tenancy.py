@@ -102,8 +102,9 @@ def test_the_route_list_is_the_one_this_test_knows(make_client: AppFactory) -> N
     # get, delete, cancel, report, report.html, deliveries
     assert len(job_routes) == 6, job_routes
     # list, submit, estimate, metrics, webhook secret (get, rotate), comparisons (submit, get,
-    # report.html: tests/service/routes/test_comparisons.py checks their tenancy)
-    assert len(routes) == len(PUBLIC) + len(job_routes) + 9
+    # report.html: tests/service/routes/test_comparisons.py checks their tenancy), studies
+    # (submit, get, report.html, cancel, delete: tests/service/routes/test_studies.py)
+    assert len(routes) == len(PUBLIC) + len(job_routes) + 14
 
 
 @pytest.mark.parametrize("key", [REVOKED_KEY, REMOVED_KEY, UNKNOWN_KEY, None])
@@ -149,7 +150,8 @@ def test_another_tenants_key_sees_none_of_bobs_jobs_on_any_route(make_client: Ap
             assert r.status_code == 200 and r.json()["items"] == []
         elif (method, path) == ("POST", URL):
             assert r.status_code == 202 and r.json()["id"] != bob_job  # alice's own job
-        elif path.startswith("/v1/comparisons"):  # none of bob's; a job body is no comparison
+        elif path.startswith(("/v1/comparisons", "/v1/studies")):
+            # none of bob's; a job body is no comparison or study
             assert r.status_code in (404, 415, 422), (method, path, r.text)
         elif path.startswith("/v1/webhooks/secret"):  # alice's own secret, never bob's
             assert r.status_code == 200 and r.json()["secret"] != bob_secret
@@ -262,7 +264,8 @@ def test_the_429_is_documented_with_retry_after_on_every_limited_route(
     app, _ = _app_with_tenants(make_client)
     doc = app.openapi()
     limited = [(m, p) for p, ops in doc["paths"].items() for m in ops if p.startswith("/v1/")]
-    assert len(limited) == 14  # 8 job routes, deliveries, webhook secret (2), comparisons (3)
+    # 8 job routes, deliveries, webhook secret (2), comparisons (3), studies (5)
+    assert len(limited) == 19
     for method, path in limited:
         answer = doc["paths"][path][method]["responses"]["429"]
         assert answer["headers"]["Retry-After"]["required"] is True, (method, path)
