@@ -29,6 +29,74 @@ T = TypeVar("T")
 BLOCKING_POLL_S = 0.1
 """How often :meth:`Progress.run_blocking` checks for cancellation while a native call runs."""
 
+
+class _BlockingThread:
+    """The one long-lived helper thread of :meth:`Progress.run_blocking`.
+
+    A fresh thread per call would also start a fresh OpenMP team for torch's parallel loops
+    (libgomp keeps one per calling thread), and under a worker's address-space limit
+    (``worker.memory``) libgomp aborts the whole process when it cannot create one. Reusing one
+    thread whose team exists from the start (:func:`prime_threads`) avoids that. A call that was
+    abandoned on cancellation and still runs keeps the thread busy: the next call then gets a
+    thread of its own, as before.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._work: list[Callable[[], None]] = []
+        self._ready = threading.Condition(self._lock)
+        self._busy = False
+        self._thread: threading.Thread | None = None
+
+    def _loop(self) -> None:
+        while True:
+            with self._ready:
+                while not self._work:
+                    self._ready.wait()
+                job = self._work.pop()
+            try:
+                job()
+            finally:
+                with self._lock:
+                    self._busy = False
+
+    def start(self, job: Callable[[], None]) -> None:
+        """Run ``job`` on the shared thread when it is idle, else on a thread of its own."""
+        with self._ready:
+            if not self._busy:
+                self._busy = True
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(
+                        target=self._loop, name="plcore-blocking", daemon=True
+                    )
+                    self._thread.start()
+                self._work.append(job)
+                self._ready.notify()
+                return
+        threading.Thread(target=job, name="plcore-blocking-extra", daemon=True).start()
+
+
+_BLOCKING = _BlockingThread()
+
+
+def prime_threads() -> None:
+    """Start torch's OpenMP team in this thread and in the shared helper thread of
+    :meth:`Progress.run_blocking` (a worker calls this before its first job, before any memory
+    limit applies)."""
+    a = torch.ones(512, 512, dtype=torch.float64)
+    float((a @ a).sum())
+    done = threading.Event()
+
+    def job() -> None:
+        try:
+            float((a @ a).sum())
+        finally:
+            done.set()
+
+    _BLOCKING.start(job)
+    done.wait(60.0)
+
+
 ProgressCallback = Callable[[float, str], None]
 CancelCheck = Callable[[], bool]
 
@@ -100,12 +168,18 @@ class Progress:
             except BaseException as e:  # re-raised in the calling thread
                 box["error"] = e
 
-        thread = threading.Thread(target=target, name="plcore-blocking", daemon=True)
+        finished = threading.Event()
+
+        def job() -> None:
+            try:
+                target()
+            finally:
+                finished.set()
+
         start = time.monotonic()
-        thread.start()
+        _BLOCKING.start(job)
         while True:
-            thread.join(BLOCKING_POLL_S)
-            if not thread.is_alive():
+            if finished.wait(BLOCKING_POLL_S):
                 break
             elapsed = time.monotonic() - start
             fraction = 1.0 - math.exp(-elapsed / max(expected_s, 1e-3))

@@ -70,12 +70,15 @@ def _add_submit_body(schema: dict[str, Any]) -> None:
     for name, sub in body_schema.pop("$defs", {}).items():
         components.setdefault(name, sub)
     components["CertificationCreateJSON"] = body_schema
+    from service.schemas import ComparisonCreateJSON
     from service.study_schemas import StudyCreate
 
-    study_schema = TypeAdapter(StudyCreate).json_schema(ref_template="#/components/schemas/{model}")
-    for name, sub in study_schema.pop("$defs", {}).items():
-        components.setdefault(name, sub)
-    components["StudyCreate"] = study_schema
+    # bodies the routes read themselves (JSON or multipart): referenced by their openapi_extra
+    for model in (StudyCreate, ComparisonCreateJSON):
+        sub_schema = TypeAdapter(model).json_schema(ref_template="#/components/schemas/{model}")
+        for name, sub in sub_schema.pop("$defs", {}).items():
+            components.setdefault(name, sub)
+        components[model.__name__] = sub_schema
     options = components.get("CertifyOptions", {}).get("properties", {})
     if "device" in options:
         options["device"]["pattern"] = DEVICE_PATTERN

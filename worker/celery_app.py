@@ -92,9 +92,12 @@ def _warm_autodiff(**_: Any) -> None:
     first job (:func:`plcore.hessian.hvp.warm_up`); the solo pool sends this signal as well."""
     global _autodiff_warm
     from plcore.hessian.hvp import warm_up
+    from plcore.progress import prime_threads
 
     if not _autodiff_warm:
         warm_up()
+        # OpenMP teams now, not under a job's address-space limit (plcore.progress)
+        prime_threads()
         _autodiff_warm = True
 
 

@@ -75,3 +75,28 @@ def test_initial_quantities_are_cancelled_inside_the_eigendecomposition(
         initial_quantities(model, data, progress=prog)
     assert time.perf_counter() - flip[0] < 2.0
     assert any(s.startswith("initial quantities: eigenvalues of K (N = 6)") for s in steps)
+
+
+def test_calls_share_one_primed_helper_thread_and_an_abandoned_call_does_not_block() -> None:
+    """One long-lived helper thread (its OpenMP team started by prime_threads, before a worker's
+    memory limit); while a cancelled call still runs there, the next call gets its own thread."""
+    import threading
+
+    from plcore.progress import prime_threads
+
+    prime_threads()
+    prog = Progress(on_progress=lambda f, s: None)
+    names = {prog.run_blocking(lambda: threading.current_thread().name, "s") for _ in range(3)}
+    assert names == {"plcore-blocking"}
+    flag = {"cancel": False}
+    slow = Progress(should_cancel=lambda: flag["cancel"])
+    timer = threading.Timer(0.2, lambda: flag.update(cancel=True))
+    timer.start()
+    with pytest.raises(Cancelled):
+        slow.run_blocking(lambda: time.sleep(1.5), "slow")
+    flag["cancel"] = False
+    t0 = time.monotonic()
+    name = prog.run_blocking(lambda: threading.current_thread().name, "next")
+    assert name == "plcore-blocking-extra" and time.monotonic() - t0 < 1.0
+    time.sleep(1.5)  # the abandoned call ends; the shared thread is free again
+    assert prog.run_blocking(lambda: threading.current_thread().name, "s") == "plcore-blocking"

@@ -134,7 +134,7 @@ def test_a_job_over_the_memory_limit_fails_and_the_worker_takes_the_next(tmp_pat
         assert done_big is not None and done_big.status == "failed", worker.log_text()[-3000:]
         assert done_big.error is not None and done_big.error["type"].endswith(":out-of-memory")
         assert "out of memory: the job needed more than 0.25 GiB" in done_big.error["detail"]
-        assert done_big.attempt == 1
+        assert done_big.attempt == 1, worker.log_text()[-3000:]
         assert done_small is not None
         assert done_small.status == "succeeded", done_small.error
         assert worker.alive()
