@@ -82,8 +82,12 @@ def test_calls_share_one_primed_helper_thread_and_an_abandoned_call_does_not_blo
     memory limit); while a cancelled call still runs there, the next call gets its own thread."""
     import threading
 
+    from plcore import progress
     from plcore.progress import prime_threads
 
+    deadline = time.monotonic() + 15.0  # an earlier test's abandoned call may still run there
+    while progress._BLOCKING._busy and time.monotonic() < deadline:
+        time.sleep(0.05)
     prime_threads()
     prog = Progress(on_progress=lambda f, s: None)
     names = {prog.run_blocking(lambda: threading.current_thread().name, "s") for _ in range(3)}
