@@ -20,7 +20,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 def test_schemathesis_finds_nothing_in_a_live_server(tmp_path: Path, keys: bool) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = base_env(PLCERT_DATA_DIR=str(tmp_path / "data"))
+    # jobs are stored, not run: the fuzz exercises the API (every accepted comparison or study
+    # would otherwise queue real certifications on the embedded worker beside it)
+    env = base_env(PLCERT_DATA_DIR=str(tmp_path / "data"), PLCERT_DISPATCH="none")
     if keys:
         env["PLCERT_API_KEYS"] = f"alice:{ALICE_KEY}"
     argv = [*PLCERT, "serve", "--port", str(port)]
