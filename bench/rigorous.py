@@ -5,10 +5,8 @@ their ONNX exports; used by tests/plcore/certificate/test_rigorous_path.py (smal
 from __future__ import annotations
 
 import copy
-import io
 import itertools
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench.workloads import DigitsCNN
+from bench.workloads import DigitsCNN, _export
 from plcore import load_model
 from plcore.dataset import Dataset
 from plcore.models.base import Model
@@ -86,21 +84,10 @@ CNN_SPEC: dict[str, object] = {
 
 
 def export(module: nn.Module, shape: tuple[int, ...]) -> bytes:
-    """torch.onnx.export (TorchScript exporter, no constant folding) of a float64 module."""
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            copy.deepcopy(module).eval(),
-            (torch.zeros((2, *shape), dtype=torch.float64),),
-            buf,  # type: ignore[arg-type]  # a file-like object is accepted
-            dynamo=False,
-            do_constant_folding=False,
-            input_names=["x"],
-            output_names=["y"],
-            dynamic_axes={"x": {0: "n"}, "y": {0: "n"}},
-        )
-    return buf.getvalue()
+    """The ONNX export of bench.workloads (TorchScript exporter, no constant folding) of a copy
+    of a float64 module."""
+    example = torch.zeros((2, *shape), dtype=torch.float64)
+    return _export(copy.deepcopy(module).double(), example)
 
 
 def with_weights(spec: dict[str, object], module: nn.Module) -> Model:
