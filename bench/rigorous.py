@@ -103,12 +103,21 @@ def with_weights(spec: dict[str, object], module: nn.Module) -> Model:
     return model
 
 
-def digits(n: int, image: bool) -> Dataset:
-    """The first n scikit-learn digits in [0, 1] with one-hot targets (k = 10)."""
+def digits(n: int, image: bool, standardize: bool = True) -> Dataset:
+    """The first n scikit-learn digits with one-hot targets (k = 10). Standardized: every pixel
+    minus its mean over all 1,797 digits, divided by its standard deviation there (1 for the
+    pixels that are always 0), as scikit-learn's StandardScaler fitted on the whole set; else
+    the raw values divided by 16 (in [0, 1]). Standardizing removes the large mean direction
+    that all digits share: the tangent kernel of the width-256 NTK MLP on 32 digits has condition
+    number 153 instead of 8,400 (the CNN's on 64 digits: 3.1e4 instead of 3.6e6)."""
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    X = (d.data[:n] / 16.0).astype(np.float64)
+    A = d.data / 16.0
+    if standardize:
+        sd = A.std(axis=0)
+        A = (A - A.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    X = A[:n].astype(np.float64)
     Y = np.zeros((n, 10))
     Y[np.arange(n), d.target[:n]] = 1.0
     Xt = torch.as_tensor(X.reshape(n, 1, 8, 8) if image else X)
@@ -126,19 +135,19 @@ class Case:
     data: Dataset
 
 
-def mlp_cases(width: int, depth: int, n: int) -> list[Case]:
+def mlp_cases(width: int, depth: int, n: int, standardize: bool = True) -> list[Case]:
     source = NTKTanhMLP(64, width, depth, 10).double()
-    data = digits(n, image=False)
+    data = digits(n, image=False, standardize=standardize)
     return [
         Case("mlp-json", with_weights(mlp_spec(width, depth), source), source, data),
         Case("mlp-onnx", load_model(export(source, (64,)), format="onnx"), source, data),
     ]
 
 
-def cnn_cases(n: int) -> list[Case]:
+def cnn_cases(n: int, standardize: bool = True) -> list[Case]:
     torch.manual_seed(0)
     source = DigitsCNN().double()
-    data = digits(n, image=True)
+    data = digits(n, image=True, standardize=standardize)
     return [
         Case("cnn-json", with_weights(CNN_SPEC, source), source, data),
         Case("cnn-onnx", load_model(export(source, (1, 8, 8)), format="onnx"), source, data),

@@ -1,6 +1,8 @@
 """Issue 9 at the issue's sizes: the rigorous path certificate for a 3-hidden-layer NTK tanh MLP of
 width 1024 on 32 digits and for the digits CNN on 64 digits, as JSON specs and ONNX exports,
-with the "standard" budget (``python -m bench.rigorous_bench [--only mlp-json ...]``).
+with the "standard" budget (``python -m bench.rigorous_bench [--only mlp-json ...]
+[--cnn-digits 8 16 32 64] [--raw]``). Pixels are standardized (bench.rigorous.digits); ``--raw``
+uses the raw values / 16 instead.
 
 Prints one row per case: whether and where the certificate closed (tier), the proven beta and
 ball, the kernel's conditioning and, when the run does not reach the threshold, the steps it
@@ -22,9 +24,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--only", nargs="*", default=None, help="case names (mlp-json, cnn-onnx, ...)")
     ap.add_argument("--mlp-width", type=int, default=1024)
     ap.add_argument("--mlp-digits", type=int, default=32)
-    ap.add_argument("--cnn-digits", type=int, default=64)
+    ap.add_argument("--cnn-digits", type=int, nargs="+", default=[64])
+    ap.add_argument("--raw", action="store_true", help="pixels / 16, not standardized")
     args = ap.parse_args(argv)
-    cases = [*mlp_cases(args.mlp_width, 3, args.mlp_digits), *cnn_cases(args.cnn_digits)]
+    std = not args.raw
+    cases = [*mlp_cases(args.mlp_width, 3, args.mlp_digits, standardize=std)]
+    for n in args.cnn_digits:
+        cases += cnn_cases(n, standardize=std)
     print(
         "| case | params | N | seconds | t* | tier | beta (ball) | lambda_min / lambda_max "
         "at w0 | loss after 1000 steps | steps needed |"

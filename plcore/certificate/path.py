@@ -1,23 +1,25 @@
 """The path certificate: the local PL* theorem applied at an iterate w_t of the checking run
-(THEORY.md section 3, last paragraph; docs/theory.md, "Path certificate").
+(THEORY.md section 3, last paragraph; docs/theory.md, sections 7 and 18).
 
-The theorem holds from any starting point. At w_t its requirement reads, with the bound form of
-THEORY.md section 4 around w_t (lambda_t = lambda_min(K(w_t)), J_t = ||J(w_t)||_2, beta >= beta_F
-on B(w_t, rho)):
+The theorem holds from any starting point. With its sharper path-length form (docs/theory.md
+section 18: under mu-PL* GD travels at most 2 ||r|| / sqrt(mu)) and the bound form of THEORY.md
+section 4 around w_t (lambda_t = lambda_min(K(w_t)), J_t = ||J(w_t)||_2, beta >= beta_F on
+B(w_t, rho)), its requirement at w_t reads
 
-    ||r(w_t)|| <= r*(w_t) = max_rho rho (sqrt(lambda_t) - beta rho)^2 / (2 (J_t + beta rho)).
+    ||r(w_t)|| <= r*(w_t) = max_rho rho (sqrt(lambda_t) - beta rho) / 2 = lambda_t / (8 beta).
 
 The run from w0 to w_t is a finite computation that actually happened, so once the inequality holds
-at some t*, GD from w_t* (with step <= 1 / (L_F^2 + beta ||r_t*||)) converges to zero loss at rate
-1 - eta mu, mu = (sqrt(lambda_t*) - beta rho*)^2, and stays in B(w_t*, 2 L_F ||r_t*|| / mu).
+at some t*, GD from w_t* (with step <= 1 / (L_F^2 + beta ||r_t*||), L_F = J_t* + beta rho)
+converges to zero loss at rate 1 - eta mu, mu = (sqrt(lambda_t*) - beta rho)^2, and stays in
+B(w_t*, 2 ||r_t*|| / sqrt(mu)).
 
 Checks are cheap first: ||grad L||^2 / ||r||^2 = r^T K r / ||r||^2 >= lambda_t gives an upper
-bound of lambda_t for free, sqrt of it a lower bound of J_t, and ||H_F[u, u]|| (one
-forward-over-forward pass, u the gradient direction) a lower bound of beta; r* computed from these
-is an UPPER bound of r*(w_t); when no rigorous check is possible, the estimated check's own beta
-(>= the w0 estimate) gives a still cheaper upper bound from the gradient alone, with no pass at
-all. Only when ||r_t|| is below it does a full check (kernel eigenvalues,
-then beta) run; each kind runs at most once every ``every`` steps, full checks at most
+bound of lambda_t for free, and ||H_F[u, u]|| (one forward-over-forward pass, u the gradient
+direction) a lower bound of beta; r* computed from these is an UPPER bound of r*(w_t). When no
+rigorous check is possible, the estimated check's own beta (>= the w0 estimate) gives a still
+cheaper upper bound from the gradient alone, with no pass at all. Only when ||r_t|| is below it
+does a full check (kernel eigenvalues, then beta) run; each kind runs at most once every
+``every`` steps, full checks at most
 ``max_checks`` times.
 """
 
@@ -32,8 +34,8 @@ from torch import Tensor
 from plcore.certificate._json import finite_or_none
 from plcore.certificate.checking_run import RunRecord, bound_violations
 from plcore.certificate.predict_gd import safe_step
-from plcore.certificate.radius import PROVEN_SLACK, ProvenBeta, threshold_within
-from plcore.estimate.bounds import certificate_gap, residual_threshold
+from plcore.certificate.radius import PROVEN_SLACK, ProvenBeta
+from plcore.estimate.bounds import path_gap, path_length_radius, path_residual_threshold
 from plcore.estimate.psd import norm_upper
 from plcore.estimate.rounding import residual_upper
 from plcore.report.schema import PathCertificate, StepChange
@@ -130,12 +132,12 @@ class PathChecker:
         if self.certified_spectrum_at is None and self.beta_estimate > 0:
             # only the estimated check can run, and it uses beta >= beta_estimate: r* from
             # (lam_ub, sqrt(lam_ub), beta_estimate) bounds its threshold from above at no cost
-            bound = residual_threshold(lam_ub, math.sqrt(lam_ub), self.beta_estimate).r_star
+            bound = path_residual_threshold(lam_ub, self.beta_estimate).r_star
             if rn > bound:
                 self.skipped += 1
                 return None
         beta_lb = max(self.second_directional_norm(w, g / gn), 0.0)
-        if beta_lb > 0 and rn > residual_threshold(lam_ub, math.sqrt(lam_ub), beta_lb).r_star:
+        if beta_lb > 0 and rn > path_residual_threshold(lam_ub, beta_lb).r_star:
             return None
         self.checks += 1
         self.last_check = t
@@ -162,7 +164,7 @@ class PathChecker:
         lam, J = self.spectrum_at(w)
         if not lam > 0:
             return None
-        R_t = 2.0 * J * rn / lam
+        R_t = path_length_radius(rn, lam)  # the radius any ball needs (beta rho -> 0)
         eta_run = self.run_step
         if self.certified_spectrum_at is not None:
             lam_c, J_c, f_err = self.certified_spectrum_at(w)
@@ -175,12 +177,12 @@ class PathChecker:
                 pb = self.proven_beta_at(w, factor * R_t)
                 if pb is None:
                     break
-                thr = residual_threshold(lam_c, J_c, pb.beta)
-                rho = min(thr.rho_star, factor * R_t)
-                gap = certificate_gap(rho, lam_c, J_c, pb.beta) * (1.0 - PROVEN_SLACK)
+                thr = path_residual_threshold(lam_c, pb.beta, factor * R_t)
+                rho = thr.rho_star
+                gap = path_gap(rho, lam_c, pb.beta) * (1.0 - PROVEN_SLACK)
                 s_t = math.sqrt(lam_c) - pb.beta * rho
                 if gap >= rn_c and s_t >= 1e-4 * (J_c + pb.beta * rho):
-                    r_star = threshold_within(lam_c, J_c, pb.beta, factor * R_t)
+                    r_star = thr.r_star
                     return _hit(
                         t, "rigorous", rn_c, lam_c, J_c, pb.beta, rho, r_star, pb.method, eta_run
                     )
@@ -188,12 +190,12 @@ class PathChecker:
             return None
         # beta >= beta_estimate, so r* with beta_estimate bounds r* from above: the Hessian norm
         # at w_t (the expensive part) is only computed when that bound lets the check pass
-        thr = residual_threshold(lam, J, self.beta_estimate)
+        thr = path_residual_threshold(lam, self.beta_estimate)
         if rn > thr.r_star:
             self.last_threshold = thr.r_star
             return None
         beta = max(self.beta_estimate, self.hessian_norm_at(w))
-        thr = residual_threshold(lam, J, beta)
+        thr = path_residual_threshold(lam, beta)
         self.last_threshold = thr.r_star
         if rn <= thr.r_star:
             rho = thr.rho_star if math.isfinite(thr.rho_star) else 2.0 * R_t
@@ -241,7 +243,7 @@ def _hit(
         rho=rho,
         mu=mu,
         L_F=L,
-        radius=2.0 * L * rn / mu,
+        radius=path_length_radius(rn, mu),
         step_size=eta,
         rate=min(max(1.0 - eta * mu, 0.0), 1.0),
         r_star=r_star,
@@ -337,8 +339,9 @@ def _inequality(hit: PathHit) -> str:
         else "estimated: eigenvalues and Hessian norms as computed"
     )
     return (
-        f"||r(w_t*)|| <= {hit.residual_norm:.6g} <= rho (sqrt(lambda) - beta rho)^2 / "
-        f"(2 (J + beta rho)) with lambda_min(K(w_t*)) >= {hit.lambda_min:.6g}, "
+        f"||r(w_t*)|| <= {hit.residual_norm:.6g} <= rho (sqrt(lambda) - beta rho) / 2, i.e. the "
+        f"GD path length 2 ||r|| / sqrt(mu) <= rho, mu = (sqrt(lambda) - beta rho)^2, "
+        f"with lambda_min(K(w_t*)) >= {hit.lambda_min:.6g}, "
         f"||J(w_t*)||_2 <= {hit.jacobian_norm:.6g}, beta_F <= {hit.beta:.6g} on "
         f"B(w_t*, rho = {hit.rho:.6g}) ({kind})"
     )

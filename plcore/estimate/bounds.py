@@ -16,6 +16,9 @@ Derivations (each has a test against brute force in tests/plcore/estimate/test_b
   With the two bounds above it suffices that
   g(rho) = rho (sqrt(lambda0) - beta rho)^2 / (2 (||J0|| + beta rho)) >= ||r0||,
   so the certificate closes for every residual ||r0|| <= r* = max_rho g(rho)  (residual_threshold).
+* The sharper path-length theorem (docs/theory.md section 18) needs only
+  2 ||r|| / sqrt(mu(rho)) <= rho, i.e. ||r|| <= g'(rho) = rho (sqrt(lambda0) - beta rho) / 2,
+  whose max over rho is lambda0 / (8 beta)  (path_residual_threshold).
 """
 
 from __future__ import annotations
@@ -117,6 +120,41 @@ def certificate_gap(rho: float, lambda0: float, jac_norm: float, beta: float) ->
     if s <= 0:
         return 0.0
     return rho * s * s / (2.0 * (jac_norm + beta * rho))
+
+
+def path_length_radius(residual_norm: float, mu: float) -> float:
+    """R' = 2 ||r|| / sqrt(mu): the length of the GD path from a point with residual r under
+    mu-PL* (docs/theory.md section 18); inf when mu <= 0. R' <= R = 2 L_F ||r|| / mu always,
+    as L_F >= sqrt(mu)."""
+    _check(residual_norm=residual_norm)
+    if not mu > 0:
+        return math.inf
+    return 2.0 * residual_norm / math.sqrt(mu)
+
+
+def path_gap(rho: float, lambda0: float, beta: float) -> float:
+    """g'(rho) = rho (sqrt(lambda0) - beta rho) / 2: with mu(rho) = (sqrt(lambda0) - beta rho)^2
+    the path-length radius 2 ||r|| / sqrt(mu(rho)) fits in B(w, rho) iff ||r|| <= g'(rho)
+    (0 when sqrt(lambda0) <= beta rho)."""
+    s = math.sqrt(lambda0) - beta * rho
+    return rho * s / 2.0 if s > 0 else 0.0
+
+
+def path_residual_threshold(
+    lambda0: float, beta: float, rho_max: float = math.inf
+) -> ResidualThreshold:
+    """max over 0 < rho <= rho_max of g'(rho) (:func:`path_gap`). g' is a concave parabola with
+    its top at rho* = sqrt(lambda0) / (2 beta), where g' = lambda0 / (8 beta); for rho_max < rho*
+    the max is g'(rho_max). Independent of ||J||: the Lipschitz constant only enters the step."""
+    _check(lambda0=lambda0, beta=beta, rho_max=rho_max)
+    if lambda0 == 0.0:
+        return ResidualThreshold(0.0, 0.0)
+    if beta == 0.0:
+        return ResidualThreshold(math.inf, math.inf)
+    rho = math.sqrt(lambda0) / (2.0 * beta)
+    if rho <= rho_max:
+        return ResidualThreshold(lambda0 / (8.0 * beta), rho)
+    return ResidualThreshold(path_gap(rho_max, lambda0, beta), rho_max)
 
 
 def closing_radius(

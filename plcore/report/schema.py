@@ -217,8 +217,12 @@ class PathCertificate(_Section):
     certified_from_step: int | None = Field(
         description="first step t* of the checking run where the certificate closes, or null"
     )
-    mu: float | None = None
-    radius: float | None = None
+    mu: float | None = Field(None, description="(sqrt(lambda_min(K(w_t*))) - beta rho*)^2")
+    radius: float | None = Field(
+        None,
+        description="2 ||r(w_t*)|| / sqrt(mu): GD from w_t* stays within it (the path-length "
+        "form of the theorem, docs/theory.md section 18)",
+    )
     step_size: float | None = None
     rate: float | None = None
     residual_at_step: float | None = None
@@ -236,7 +240,9 @@ class PathCertificate(_Section):
     ball_radius: float | None = Field(
         None, description="rho*: the ball around w_t* the constants hold on (radius <= rho*)"
     )
-    residual_threshold_at_step: float | None = Field(None, description="r*(w_t*)")
+    residual_threshold_at_step: float | None = Field(
+        None, description="r*(w_t*) = max over rho <= rho* of rho (sqrt(lambda) - beta rho) / 2"
+    )
     checked_steps: int = Field(0, description="full (kernel + Hessian) checks made along the run")
     beta_method: str = Field("", description="how beta on B(w_t*, ball_radius) was obtained")
     inequality: str = Field(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.optimize
@@ -156,25 +157,45 @@ def gap(rho: float | np.ndarray, lam: float, J: float, beta: float) -> float | n
     return rho * (math.sqrt(lam) - beta * rho) ** 2 / (2.0 * (J + beta * rho))
 
 
-def residual_threshold_grid(
-    lam: float, J: float, beta: float, points: int = 200_001, rho_cap: float = math.inf
-) -> float:
-    """r* = max over 0 < rho < min(sqrt(lam)/beta, rho_cap) of g(rho) (THEORY.md section 4), by a
-    dense grid refined by a bounded scalar search around the best grid point. A lower estimate of
-    the max (any rho gives one), accurate to ~1e-12 relative. ``rho_cap``: the radius of the ball
-    a proven beta holds on (the constrained r*)."""
-    rho_max = min(math.sqrt(lam) / beta, rho_cap)
+def path_gap(rho: float | np.ndarray, lam: float, beta: float) -> float | np.ndarray:
+    """g'(rho) = rho (sqrt(lam) - beta rho) / 2: the path-length form of the theorem closes on
+    B(w, rho) iff ||r|| <= g'(rho) (docs/theory.md section 18)."""
+    return rho * (math.sqrt(lam) - beta * rho) / 2.0
+
+
+def _grid_max(f: Callable[[Any], Any], rho_max: float, points: int) -> float:
+    """max of f over [0, rho_max]: a dense grid refined by a bounded scalar search around the
+    best grid point; a lower estimate of the max (any rho gives one), ~1e-12 relative."""
     rho = np.linspace(0.0, rho_max, points)
-    values = np.asarray(gap(rho, lam, J, beta))
+    values = np.asarray(f(rho))
     i = int(values.argmax())
     lo, hi = rho[max(i - 1, 0)], rho[min(i + 1, points - 1)]
     res = scipy.optimize.minimize_scalar(
-        lambda t: -float(gap(t, lam, J, beta)),
+        lambda t: -float(f(t)),
         bounds=(lo, hi),
         method="bounded",
         options={"xatol": 1e-14 * rho_max},
     )
     return max(float(values[i]), -float(res.fun))
+
+
+def residual_threshold_grid(
+    lam: float, J: float, beta: float, points: int = 200_001, rho_cap: float = math.inf
+) -> float:
+    """r* = max over 0 < rho < min(sqrt(lam)/beta, rho_cap) of g(rho) (THEORY.md section 4) by
+    :func:`_grid_max`. ``rho_cap``: the radius of the ball a proven beta holds on (the
+    constrained r*)."""
+    rho_max = min(math.sqrt(lam) / beta, rho_cap)
+    return _grid_max(lambda r: gap(r, lam, J, beta), rho_max, points)
+
+
+def path_threshold_grid(
+    lam: float, beta: float, points: int = 200_001, rho_cap: float = math.inf
+) -> float:
+    """The path certificate's r* = max over 0 < rho < min(sqrt(lam)/beta, rho_cap) of g'(rho)
+    (:func:`path_gap`) by :func:`_grid_max`."""
+    rho_max = min(math.sqrt(lam) / beta, rho_cap)
+    return _grid_max(lambda r: path_gap(r, lam, beta), rho_max, points)
 
 
 @dataclass(frozen=True)

@@ -43,9 +43,10 @@ from tests.plcore.audit_support import (
     FlatMap,
     GDRun,
     ball_points,
-    gap,
     kernel_eigenvalues,
     max_output_hessian_norm,
+    path_gap,
+    path_threshold_grid,
     residual_threshold_grid,
     run_gd,
     spectral_norm,
@@ -549,8 +550,11 @@ def test_path_certificate_is_consistent_with_the_independent_run(case: Case) -> 
         assert t == (0 if r.constants.radius_closes else None)
         return
     run, v = case.run, r.validation
-    assert v is not None and v.step_size_switched_at == t
-    assert v.step_size_after_switch == p.step_size
+    assert v is not None
+    if v.step_size_switched_at is None:  # the run's step was already within the certified one
+        assert p.step_size == v.step_size
+    else:
+        assert v.step_size_switched_at == t and v.step_size_after_switch == p.step_size
     w = run.weights[t]
     J = case.F.jacobian(w)
     lam, Jn = float(kernel_eigenvalues(J)[0]), spectral_norm(J)
@@ -559,18 +563,20 @@ def test_path_certificate_is_consistent_with_the_independent_run(case: Case) -> 
     assert p.jacobian_norm_at_step == pytest.approx(Jn, rel=EXACT)
     beta, rho, rn = p.beta, p.ball_radius, run.residual_norms[t]
     assert beta is not None and rho is not None and p.residual_threshold_at_step is not None
-    # the constrained r*: the max of g over the balls the beta holds on, rho <= ball_radius (the
+    # the constrained r*: the max of g' over the balls the beta holds on, rho <= ball_radius (the
     # ball is the cap when the cap binds, else the unconstrained maximiser)
-    grid = residual_threshold_grid(lam, Jn, beta, rho_cap=rho * (1 + 1e-12))
+    grid = path_threshold_grid(lam, beta, rho_cap=rho * (1 + 1e-12))
     assert grid * (1 - 1e-6) <= p.residual_threshold_at_step <= grid * (1 + 1e-9)
-    assert p.residual_threshold_at_step <= residual_threshold_grid(lam, Jn, beta) * (1 + 1e-9)
+    assert p.residual_threshold_at_step <= path_threshold_grid(lam, beta) * (1 + 1e-9)
+    # never below the paper form's threshold (section 18: 2 ||r|| / sqrt(mu) <= 2 L_F ||r|| / mu)
+    assert residual_threshold_grid(lam, Jn, beta, rho_cap=rho) <= grid * (1 + 1e-9)
     assert rn <= p.residual_threshold_at_step
-    assert rn <= float(gap(rho, lam, Jn, beta)) * (1 + 1e-9), "the certificate must close at rho"
+    assert rn <= float(path_gap(rho, lam, beta)) * (1 + 1e-9), "the certificate must close at rho"
     mu = (math.sqrt(lam) - beta * rho) ** 2
     L = Jn + beta * rho
-    eta = 1.0 / (L * L + beta * rn)
+    eta = min(1.0 / (L * L + beta * rn), v.step_size)
     assert p.mu == pytest.approx(mu, rel=1e-8)
-    assert p.radius == pytest.approx(2 * L * rn / mu, rel=1e-8)
+    assert p.radius == pytest.approx(2 * rn / math.sqrt(mu), rel=1e-8)
     assert p.radius is not None and p.radius <= rho * (1 + 1e-9)
     assert p.step_size == pytest.approx(eta, rel=1e-8)
     assert p.rate == pytest.approx(1 - eta * mu, rel=1e-12)

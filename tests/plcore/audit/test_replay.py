@@ -35,7 +35,7 @@ def _targets(F: FlatMap, kind: str, seed: int) -> torch.Tensor:
         return r0 - 1e-5 * u / u.norm()
     J0 = F.jacobian(w0)
     _, vec = np.linalg.eigh(J0 @ J0.T)
-    return r0 - torch.from_numpy(3e-3 * vec[:, -1] + 1e-5 * vec[:, 0])
+    return r0 - torch.from_numpy(3e-2 * vec[:, -1] + 1e-5 * vec[:, 0])
 
 
 def _certified(depth: int, act: str, kind: str, n: int, width: int, steps: int) -> tuple:

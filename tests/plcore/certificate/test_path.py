@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from plcore.certificate.path import PathChecker, steps_needed
-from plcore.certificate.radius import ProvenBeta, threshold_within
-from plcore.estimate.bounds import residual_threshold
+from plcore.certificate.radius import ProvenBeta
+from plcore.estimate.bounds import path_residual_threshold
 
 
 def _checker(
@@ -35,7 +35,7 @@ def _call(c: PathChecker, t: int, rn: float, gn: float) -> float | None:
 
 def test_estimated_hit_uses_max_of_w0_and_wt_hessian_and_returns_its_step() -> None:
     c = _checker(lam=1.0, J=1.0, beta_h=0.2)
-    thr = residual_threshold(1.0, 1.0, 0.2)
+    thr = path_residual_threshold(1.0, 0.2)
     step = _call(c, 4, rn=0.5 * thr.r_star, gn=1.0)
     assert c.hit is not None and c.hit.tier == "estimated" and c.hit.step == 4
     assert c.hit.beta == 0.2 and step == c.hit.step_size
@@ -43,13 +43,16 @@ def test_estimated_hit_uses_max_of_w0_and_wt_hessian_and_returns_its_step() -> N
     assert c.hit.mu == pytest.approx(s * s)
     L = 1.0 + 0.2 * c.hit.rho
     assert c.hit.step_size == pytest.approx(1 / (L * L + 0.2 * 0.5 * thr.r_star))
-    assert c.hit.radius == pytest.approx(2 * L * 0.5 * thr.r_star / c.hit.mu)
+    # the path-length radius 2 ||r|| / sqrt(mu), never larger than the paper's 2 L_F ||r|| / mu
+    assert c.hit.radius == pytest.approx(2 * 0.5 * thr.r_star / math.sqrt(c.hit.mu))
+    assert c.hit.radius <= 2 * L * 0.5 * thr.r_star / c.hit.mu
     assert c.hit.radius <= c.hit.rho  # the theorem's radius fits the ball the beta holds on
+    assert thr.r_star == pytest.approx(1.0 / (8 * 0.2))  # lambda / (8 beta), independent of J
 
 
 def test_no_hit_above_threshold() -> None:
     c = _checker(lam=1.0, J=1.0, beta_h=0.2)
-    thr = residual_threshold(1.0, 1.0, 0.2)
+    thr = path_residual_threshold(1.0, 0.2)
     assert _call(c, 0, rn=2 * thr.r_star, gn=1.0) is None and c.hit is None
 
 
@@ -95,7 +98,7 @@ def test_after_an_estimated_hit_a_later_rigorous_one_replaces_it() -> None:
     c.proven_beta_at = lambda w, rho: (
         None if proven[0] is None else ProvenBeta(proven[0], None, "p")
     )
-    thr = residual_threshold(1.0, 1.0, 0.2)
+    thr = path_residual_threshold(1.0, 0.2)
     first = _call(c, 4, rn=0.5 * thr.r_star, gn=1.0)
     assert c.hit is not None and c.hit.tier == "estimated" and first == c.hit.step_size
     proven[0] = 0.05
@@ -109,7 +112,7 @@ def test_after_an_estimated_hit_a_later_rigorous_one_replaces_it() -> None:
 def test_rigorous_only_checker_ignores_estimated_closures() -> None:
     c = _checker(lam=1.0, J=1.0, beta_h=0.2)
     c.rigorous_only = True
-    thr = residual_threshold(1.0, 1.0, 0.2)
+    thr = path_residual_threshold(1.0, 0.2)
     assert _call(c, 4, rn=0.5 * thr.r_star, gn=1.0) is None and c.hit is None
 
 
@@ -127,10 +130,11 @@ def test_rigorous_hit_reports_r_star_of_the_ball_the_beta_holds_on() -> None:
     rn = 0.01
     _call(c, 0, rn=rn, gn=1.0)
     assert c.hit is not None and c.hit.tier == "rigorous"
-    R_t = 2.0 * 1.0 * rn / 1.0
-    assert c.hit.r_star == pytest.approx(threshold_within(1.0, 1.0, 0.05, 2 * R_t))
-    assert c.hit.r_star < residual_threshold(1.0, 1.0, 0.05).r_star
-    assert c.hit.rho <= 2 * R_t
+    R_t = 2.0 * rn / 1.0  # 2 ||r|| / sqrt(lambda)
+    rho_a = 2 * R_t
+    assert c.hit.r_star == pytest.approx(rho_a * (1.0 - 0.05 * rho_a) / 2)
+    assert c.hit.r_star < path_residual_threshold(1.0, 0.05).r_star
+    assert c.hit.rho <= rho_a
 
 
 def test_rigorous_tier_needs_floating_point_bounds() -> None:

@@ -13,6 +13,9 @@ from plcore.estimate.bounds import (
     lipschitz_upper_bound,
     mu_lower_bound,
     paper_mu_lower_bound,
+    path_gap,
+    path_length_radius,
+    path_residual_threshold,
     residual_threshold,
 )
 
@@ -81,3 +84,36 @@ def test_closing_radius_none_and_closed_forms() -> None:
     assert closing_radius(0.0, jac, beta, 1.0) is None
     assert closing_radius(lambda0, jac, beta, 0.0) == 0.0
     assert closing_radius(lambda0, jac, 0.0, 0.1) == pytest.approx(2 * jac * 0.1 / lambda0)
+
+
+@pytest.mark.parametrize(("lambda0", "beta"), [(1.0, 0.2), (0.03, 14.0), (2e-4, 1400.0)])
+def test_path_residual_threshold_matches_a_fine_grid(lambda0: float, beta: float) -> None:
+    thr = path_residual_threshold(lambda0, beta)
+    rhos = np.linspace(0.0, math.sqrt(lambda0) / beta, 200_001)
+    g = rhos * (math.sqrt(lambda0) - beta * rhos) / 2
+    assert thr.r_star == pytest.approx(float(g.max()), rel=1e-8)
+    assert thr.rho_star == pytest.approx(float(rhos[g.argmax()]), rel=1e-4)
+    # on a smaller ball the max sits at its edge
+    cap = 0.3 * thr.rho_star
+    within = path_residual_threshold(lambda0, beta, cap)
+    assert within.rho_star == cap and within.r_star == pytest.approx(path_gap(cap, lambda0, beta))
+    # at any closing radius the path-length radius fits the ball
+    rho = thr.rho_star
+    mu = (math.sqrt(lambda0) - beta * rho) ** 2
+    assert path_length_radius(thr.r_star, mu) == pytest.approx(rho)
+
+
+@pytest.mark.parametrize("c", [1.0, 3.0, 100.0])
+def test_path_theorem_is_never_weaker_than_the_papers(c: float) -> None:
+    # ||J|| >= sqrt(lambda): the path-length radius 2 ||r|| / sqrt(mu) <= 2 L_F ||r|| / mu, so
+    # its threshold is at least the paper form's, by about c = ||J|| / sqrt(lambda) for large c
+    lam, beta = 0.04, 3.0
+    old = residual_threshold(lam, c * math.sqrt(lam), beta).r_star
+    new = path_residual_threshold(lam, beta).r_star
+    assert new >= old
+    if c >= 100:
+        assert new / old > c
+    assert path_length_radius(1.0, 0.25) <= certificate_radius(0.5, 1.0, 0.25)
+    assert path_length_radius(1.0, 0.0) == math.inf
+    assert path_residual_threshold(0.0, 1.0).r_star == 0.0
+    assert path_residual_threshold(1.0, 0.0).r_star == math.inf
