@@ -83,6 +83,46 @@ CNN_SPEC: dict[str, object] = {
 }
 
 
+class ResidualDigitsCNN(nn.Module):
+    """conv 3x3 (1->8) tanh, h + tanh(conv 3x3 (8->8) h), avgpool 2, linear (128->10): 1,890
+    parameters; its ONNX export branches (h feeds the block and the Add that ends it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 8, 3, padding=1)
+        self.c2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.pool = nn.AvgPool2d(2)
+        self.head = nn.Linear(8 * 4 * 4, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = torch.tanh(self.c1(x))
+        h = h + torch.tanh(self.c2(h))
+        return self.head(self.pool(h).flatten(1))
+
+
+RESIDUAL_CNN_SPEC: dict[str, object] = {
+    "type": "layers",
+    "input_shape": [1, 8, 8],
+    "output_dim": 10,
+    "parameterization": "standard",
+    "seed": 0,
+    "layers": [
+        {"type": "conv2d", "out_channels": 8, "kernel_size": 3, "padding": 1},
+        {"type": "activation", "name": "tanh"},
+        {
+            "type": "residual",
+            "layers": [
+                {"type": "conv2d", "out_channels": 8, "kernel_size": 3, "padding": 1},
+                {"type": "activation", "name": "tanh"},
+            ],
+        },
+        {"type": "avgpool2d", "kernel_size": 2},
+        {"type": "flatten"},
+        {"type": "linear", "out": 10},
+    ],
+}
+
+
 def export(module: nn.Module, shape: tuple[int, ...]) -> bytes:
     """The ONNX export of bench.workloads (TorchScript exporter, no constant folding) of a copy
     of a float64 module."""
@@ -151,4 +191,14 @@ def cnn_cases(n: int, standardize: bool = True) -> list[Case]:
     return [
         Case("cnn-json", with_weights(CNN_SPEC, source), source, data),
         Case("cnn-onnx", load_model(export(source, (1, 8, 8)), format="onnx"), source, data),
+    ]
+
+
+def residual_cnn_cases(n: int, standardize: bool = True) -> list[Case]:
+    torch.manual_seed(0)
+    source = ResidualDigitsCNN().double()
+    data = digits(n, image=True, standardize=standardize)
+    return [
+        Case("rescnn-json", with_weights(RESIDUAL_CNN_SPEC, source), source, data),
+        Case("rescnn-onnx", load_model(export(source, (1, 8, 8)), format="onnx"), source, data),
     ]

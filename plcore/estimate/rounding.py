@@ -46,16 +46,17 @@ y = h (t c) and Binary mul / div by c: e_y = |tc| e_h + gamma_3 |tc| H, backward
 (nn.Identity, Flatten, layout ops that do not change a flat value): nothing.
 
 Image links (Conv2d, pooling, Pad, BatchNormFixed, layout permutations) are in
-:mod:`plcore.estimate.rounding_spatial`. A JSON Residual y = x + block(x) runs the block's chain
+:mod:`plcore.estimate.rounding_spatial`. A residual y = x + block(x) runs the block's chain
 recursively: e_y = e_x + e_block + gamma_2 (|x| + |block|), and backwards the cotangents add with
 one rounding. The pass also returns T >= sum_i || |J|_i ||^2 with positional sums in absolute
 values, which bounds the Gram rounding of kernels that sum over positions
 (:func:`plcore.estimate.spectral.certified_spectrum`).
 
 Scope: the chains of :mod:`plcore.estimate.rounding_chain` (JSON MLP and layer-list specs, ONNX
-graphs that import as a chain, any layers frozen). Other models (ReLU, max pooling, LayerNorm,
-branching graphs) have no running-error bound here: :func:`evaluation_error_bound` returns None
-and the rigorous tier is refused for them (:func:`evaluation_bound_refusal` says why).
+graphs that import as a chain with residual blocks, any layers frozen). Other models (ReLU, max
+pooling, LayerNorm, other branching graphs) have no running-error bound here:
+:func:`evaluation_error_bound` returns None and the rigorous tier is refused for them
+(:func:`evaluation_bound_refusal` says why).
 """
 
 from __future__ import annotations

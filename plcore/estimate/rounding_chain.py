@@ -15,12 +15,14 @@ shape (n, ...) (flat vectors or images (n, C, H, W)). Accepted steps:
 * layout steps that move entries without arithmetic and keep every sample's entries in that
   sample (``nn.Identity``, ``nn.Flatten``, ONNX Flatten / Reshape / Transpose / Squeeze /
   Unsqueeze; checked on a probe of index values);
-* the JSON ``Residual`` y = x + block(x), whose block is a chain of these links itself.
+* the residual y = x + block(x), whose block is a chain of these links itself: the JSON
+  ``Residual``, and in an ONNX graph a value with two users, a sub-chain and an ``Add`` of the
+  value with the sub-chain's end (nested residuals too).
 
 No parameter may be used by two links (a shared parameter's Jacobian column is the sum of the
 links' columns, which the per-link bound does not add up). Sources: ``nn.Sequential`` (JSON
 specs) and the ONNX interpreter :class:`~plcore.models.onnx_graph.OnnxGraphModule` when its
-wiring is such a chain. Anything else (ReLU, max pooling, LayerNorm, Softmax, branching graphs)
+wiring is such a chain. Anything else (ReLU, max pooling, LayerNorm, Softmax, other branching)
 gives a reason instead of a chain.
 """
 
@@ -98,32 +100,96 @@ def _sequential_links(seq: nn.Sequential) -> tuple[list[Link] | None, str]:
 
 
 def _graph_links(g: OnnxGraphModule) -> tuple[list[Link] | None, str]:
+    """The wiring as a chain; a fork x -> (block, Add(x, block(x))) becomes a residual link."""
     consts = {name: getattr(g, key) for name, key in g.const_keys}
-    current, links = g.input_name, []
-    for key, ins, out in g.wiring:
+    users: dict[str, int] = {g.output_name: 1}
+    for _, ins, _ in g.wiring:
+        for i in ins:
+            if i not in consts:
+                users[i] = users.get(i, 0) + 1
+    links, current, pos, why = _graph_span(g, consts, users, g.input_name, 0, len(g.wiring))
+    if links is None:
+        return None, why
+    if pos != len(g.wiring) or current != g.output_name:
+        return None, "the ONNX output is not the end of the chain"
+    return links, ""
+
+
+def _residual_end(g: OnnxGraphModule, consts: dict[str, Tensor], at: int, x: str) -> int | None:
+    """Index of the step after ``at`` that adds ``x`` to another computed value, if any."""
+    for j in range(at + 1, len(g.wiring)):
+        key, ins, _ = g.wiring[j]
+        if x in ins:
+            step = g.steps[key]
+            moving = [i for i in ins if i not in consts]
+            ok = isinstance(step, ops.Binary) and step.kind == "add" and len(moving) == 2
+            return j if ok and moving[0] != moving[1] else None
+    return None
+
+
+def _graph_span(
+    g: OnnxGraphModule,
+    consts: dict[str, Tensor],
+    users: dict[str, int],
+    current: str,
+    pos: int,
+    stop: int,
+    fork: str | None = None,
+) -> tuple[list[Link] | None, str, int, str]:
+    """Links of wiring[pos:stop] as a chain from value ``current``: (links, last value, next
+    position, why not). A value with two users, the first starting a sub-chain and the second an
+    Add of it with that sub-chain's end, is the residual y = x + block(x) (one link with a
+    block; ``fork``: the value whose block this span is); any other fan-out is refused."""
+    links: list[Link] = []
+    while pos < stop:
+        if users.get(current, 0) == 2 and current != fork:
+            j = _residual_end(g, consts, pos, current)
+            if j is None or j >= stop:
+                return (
+                    None,
+                    current,
+                    pos,
+                    f"ONNX value {current} feeds a branch that is not a residual",
+                )
+            key, ins, out = g.wiring[j]
+            other = next(i for i in ins if i not in consts and i != current)
+            inner, end, nxt, why = _graph_span(g, consts, users, current, pos, j, current)
+            if inner is None:
+                return None, end, nxt, why
+            if nxt != j or end != other or users.get(other, 0) != 1:
+                return None, end, nxt, f"ONNX step {key} is not the end of a residual block"
+            links.append(Link(g.steps[key], block=tuple(inner)))
+            current, pos = out, j + 1
+            continue
+        if users.get(current, 0) > (2 if current == fork else 1):
+            return None, current, pos, f"ONNX value {current} feeds {users[current]} steps"
+        key, ins, out = g.wiring[pos]
         step = g.steps[key]
         moving = [i for i in ins if i not in consts]
         if moving != [current]:
-            return None, f"ONNX step {key} is not part of a straight chain"
+            return None, current, pos, f"ONNX step {key} is not part of a straight chain"
         if isinstance(step, ops.Binary):
             if len(ins) != 2 or step.kind not in ("add", "sub", "mul", "div"):
-                return None, f"ONNX step {key} ({step.kind}) has no running-error bound"
+                return (
+                    None,
+                    current,
+                    pos,
+                    f"ONNX step {key} ({step.kind}) has no running-error bound",
+                )
             first = ins[0] != current
             if first and step.kind == "div":
-                return None, f"ONNX step {key} divides by the chain value"
+                return None, current, pos, f"ONNX step {key} divides by the chain value"
             c = consts[ins[0] if first else ins[1]]
             if not c.is_floating_point():
-                return None, f"ONNX step {key} has a non-float constant"
+                return None, current, pos, f"ONNX step {key} has a non-float constant"
             links.append(Link(step, c.detach().to(torch.float64), first))
         else:
-            why = _accepts(step)
-            if why is not None or len(ins) != 1:
-                return None, why or f"ONNX step {key} takes constants"
+            refused = _accepts(step)
+            if refused is not None or len(ins) != 1:
+                return None, current, pos, refused or f"ONNX step {key} takes constants"
             links.append(Link(step))
-        current = out
-    if current != g.output_name:
-        return None, "the ONNX output is not the end of the chain"
-    return links, ""
+        current, pos = out, pos + 1
+    return links, current, pos, ""
 
 
 def layout_index(m: nn.Module, shape: tuple[int, ...]) -> Tensor | None:

@@ -274,13 +274,17 @@ def test_json_cnn_bound_covers_the_true_error(spec: dict[str, Any]) -> None:
     assert ratio_J >= 1.0 and ratio_F >= 1.0
 
 
-def test_json_cnn_and_its_onnx_export_both_get_valid_bounds() -> None:
-    model = load_model(SPEC_A)
+@pytest.mark.parametrize("spec", [SPEC_A, SPEC_B], ids=["conv-stride-avgpool", "residual-gap"])
+def test_json_cnn_and_its_onnx_export_both_get_valid_bounds(spec: dict[str, Any]) -> None:
+    # the residual export branches: x feeds the block and the Add(x, block(x)) that ends it
+    model = load_model(spec)
     onnx_model = load_onnx_model(export(model.module, (1, 5, 5)))
+    assert evaluation_bound_refusal(onnx_model) is None
     X = _inputs()
     values = {n: p.detach() for n, p in model.module.named_parameters()}
-    ops = _spec_ops(model, SPEC_A["layers"])
-    _check(onnx_model, X, *_exact(ops, values, _source_names(onnx_model), X))
+    ops = _spec_ops(model, spec["layers"])
+    ratio_J, ratio_F = _check(onnx_model, X, *_exact(ops, values, _source_names(onnx_model), X))
+    assert ratio_J >= 1.0 and ratio_F >= 1.0
     a, b = evaluation_error_bound(model, X), evaluation_error_bound(onnx_model, X)
     assert a is not None and b is not None
     # different chains (the export multiplies the conv output by its scale as a separate step)
@@ -350,9 +354,36 @@ def test_frozen_conv_features_with_a_trainable_head_are_covered() -> None:
     )
 
 
+class _TwoBranches(nn.Module):
+    """tanh(c1(x)) + tanh(c2(x)): x feeds two sub-chains, neither of them the identity."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(1, 2, 3), nn.Conv2d(1, 2, 3)
+        self.fc = nn.Linear(18, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc((torch.tanh(self.c1(x)) + torch.tanh(self.c2(x))).flatten(1))
+
+
+class _DoubleSkip(nn.Module):
+    """h + block(h) + h: h feeds three steps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(2, 2, 3, padding=1)
+        self.fc = nn.Linear(50, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = torch.tanh(self.c1(x))
+        return self.fc((h + torch.tanh(self.c2(h)) + h).flatten(1))
+
+
 def test_image_models_outside_the_chain_are_refused_with_a_reason() -> None:
-    residual_onnx = load_onnx_model(export(load_model(SPEC_B).module, (1, 5, 5)))
-    assert "not part of a straight chain" in (evaluation_bound_refusal(residual_onnx) or "")
+    two = load_onnx_model(export(_TwoBranches().double(), (1, 5, 5)))
+    assert "feeds a branch that is not a residual" in (evaluation_bound_refusal(two) or "")
+    double = load_onnx_model(export(_DoubleSkip().double(), (1, 5, 5)))
+    assert "feeds 3 steps" in (evaluation_bound_refusal(double) or "")
     spec = dict(SPEC_A)
     spec["layers"] = [dict(it) for it in SPEC_A["layers"]]
     spec["layers"][1] = {"type": "activation", "name": "relu"}
