@@ -1,6 +1,11 @@
 """Schemathesis runs of the API (every default check; examples, coverage, fuzzing and stateful
 phases) with a bounded, seeded number of examples, and the failures they found.
 
+The coverage phase (boundary and negative values of every field, about 1,300 requests per POST
+body, three quarters of a run's time) depends on the schema and the app, not on the transport or
+on API keys: it runs once, against the ASGI app with keys; the other three runs (ASGI without
+keys, a live server with and without) use the other three phases.
+
 Checks excluded for an operation are listed in :data:`EXCLUDED`, each with its reason; nothing
 else is excluded.
 """
@@ -39,8 +44,9 @@ EXCLUDED: dict[tuple[str, str], dict[str, str]] = {
 """(method, path) -> {check: why it cannot hold for this operation}."""
 
 
-def config(api_key: str | None) -> SchemathesisConfig:
-    """Seeded, bounded run of every default check in all four phases."""
+def config(api_key: str | None, coverage: bool = True) -> SchemathesisConfig:
+    """Seeded, bounded run of every default check in all four phases (without the coverage
+    phase when ``coverage`` is false)."""
     lines = [
         f"seed = {SEED}",
         "max-failures = 1000",
@@ -50,6 +56,8 @@ def config(api_key: str | None) -> SchemathesisConfig:
         "[phases.stateful]",
         f"max-steps = {STATEFUL_MAX_STEPS}",
     ]
+    if not coverage:
+        lines += ["[phases.coverage]", "enabled = false"]
     if api_key is not None:
         lines.insert(1, f'headers = {{ "X-API-Key" = "{api_key}" }}')
     for (method, path), checks in EXCLUDED.items():
@@ -154,24 +162,25 @@ def assert_clean(result: RunResult) -> None:
         op for (phase, op, status) in result.statuses if phase == "stateful" and status < 300
     }
     # Certifications and studies are both jobs with links (studies through their Location
-    # header); the seeded walk must follow at least two links of one of them.
+    # header); the seeded walk must reach at least two routes of real jobs of one of them, with
+    # ids from its own submissions or from the listing of the seeded jobs (whether one of its
+    # own random submissions is accepted depends on the answers it got before: not asserted)
     followed = {
         base: reached & {f"GET {base}/{key}", f"POST {base}/{key}/cancel", f"DELETE {base}/{key}"}
         for base, key in (("/v1/certifications", "{job_id}"), ("/v1/studies", "{study_id}"))
-        if f"POST {base}" in reached
     }
-    assert followed, ("the stateful phase submitted no job", sorted(result.statuses))
     assert max(len(f) for f in followed.values()) >= 2, (
-        "the stateful phase followed too few links",
+        "the stateful phase followed too few links to real jobs",
         sorted(reached),
     )
 
 
-def asgi_schema(app: Any, api_key: str | None) -> Any:
+def asgi_schema(app: Any, api_key: str | None, coverage: bool = True) -> Any:
     """The app's OpenAPI document, loaded for calls into the ASGI app itself."""
-    return schemathesis.openapi.from_asgi("/openapi.json", app, config=config(api_key))
+    return schemathesis.openapi.from_asgi("/openapi.json", app, config=config(api_key, coverage))
 
 
-def url_schema(base_url: str, api_key: str | None) -> Any:
+def url_schema(base_url: str, api_key: str | None, coverage: bool = True) -> Any:
     """A live server's OpenAPI document, loaded for calls over HTTP."""
-    return schemathesis.openapi.from_url(f"{base_url}/openapi.json", config=config(api_key))
+    cfg = config(api_key, coverage)
+    return schemathesis.openapi.from_url(f"{base_url}/openapi.json", config=cfg)
