@@ -193,7 +193,9 @@ def test_postgres_restart_under_running_jobs_loses_nothing(
     with api_and_worker(tmp_path, tmp_path / "data", PLCERT_LEASE_S=str(LEASE_S)) as stack:
         url = stack.url
         pids = (stack.api.pid, stack.worker.pid)
-        jobs = [submit_json(url, SLOW_SPEC, SLOW_DATA, SLOW_OPTIONS) for _ in range(3)]
+        # one job runs through the outage; two small ones wait in the queue behind it
+        jobs = [submit_json(url, SLOW_SPEC, SLOW_DATA, SLOW_OPTIONS)]
+        jobs += [submit_json(url, TINY_SPEC, TINY_DATA) for _ in range(2)]
         wait_status(url, jobs[0]["id"], ["running"], 120)
 
         readyz: Counter[int] = Counter()
