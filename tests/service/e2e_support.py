@@ -48,9 +48,10 @@ SLOW_DATA: dict[str, Any] = {
     "X": [[((i * 7 + j * 3) % 13) / 13 - 0.5 for j in range(2)] for i in range(16)],
     "y": [((i * 3) % 5) / 5 - 0.4 for i in range(16)],
 }
-# long enough (about 10 s on one quiet core, most of it GD steps, each a cancellation point) that
-# a test can catch the job running: the "fast" budget alone now ends in under 3 s
-SLOW_OPTIONS: dict[str, Any] = {"budget": "fast", "validation_steps": 20_000}
+# long enough (about 5 s on one quiet core, most of it GD steps, each a cancellation point) that
+# a test can catch the job running (status polls are 0.2 s apart at most): the "fast" budget
+# alone now ends in under 3 s
+SLOW_OPTIONS: dict[str, Any] = {"budget": "fast", "validation_steps": 10_000}
 
 
 def free_port() -> int:
