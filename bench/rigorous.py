@@ -84,7 +84,7 @@ CNN_SPEC: dict[str, object] = {
 
 
 class ResidualDigitsCNN(nn.Module):
-    """conv 3x3 (1->8) tanh, h + tanh(conv 3x3 (8->8) h), avgpool 2, linear (128->10): 1,890
+    """conv 3x3 (1->8) tanh, h + tanh(conv 3x3 (8->8) h), avgpool 2, linear (128->10): 1,954
     parameters; its ONNX export branches (h feeds the block and the Add that ends it)."""
 
     def __init__(self) -> None:
