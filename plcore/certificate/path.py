@@ -131,7 +131,7 @@ class PathChecker:
         lam_ub = (gn / rn) ** 2
         if self.certified_spectrum_at is None and self.beta_estimate > 0:
             # only the estimated check can run, and it uses beta >= beta_estimate: r* from
-            # (lam_ub, sqrt(lam_ub), beta_estimate) bounds its threshold from above at no cost
+            # (lam_ub, beta_estimate) bounds its threshold from above at no cost
             bound = path_residual_threshold(lam_ub, self.beta_estimate).r_star
             if rn > bound:
                 self.skipped += 1
