@@ -175,30 +175,29 @@ class Case:
     data: Dataset
 
 
+def _cases(name: str, source: nn.Module, spec: dict[str, object], data: Dataset) -> list[Case]:
+    """The JSON route (``spec`` holding ``source``'s weights) and the ONNX route of one model."""
+    shape = tuple(data.X.shape[1:])
+    return [
+        Case(f"{name}-json", with_weights(spec, source), source, data),
+        Case(f"{name}-onnx", load_model(export(source, shape), format="onnx"), source, data),
+    ]
+
+
 def mlp_cases(width: int, depth: int, n: int, standardize: bool = True) -> list[Case]:
     source = NTKTanhMLP(64, width, depth, 10).double()
     data = digits(n, image=False, standardize=standardize)
-    return [
-        Case("mlp-json", with_weights(mlp_spec(width, depth), source), source, data),
-        Case("mlp-onnx", load_model(export(source, (64,)), format="onnx"), source, data),
-    ]
+    return _cases("mlp", source, mlp_spec(width, depth), data)
 
 
 def cnn_cases(n: int, standardize: bool = True) -> list[Case]:
     torch.manual_seed(0)
     source = DigitsCNN().double()
-    data = digits(n, image=True, standardize=standardize)
-    return [
-        Case("cnn-json", with_weights(CNN_SPEC, source), source, data),
-        Case("cnn-onnx", load_model(export(source, (1, 8, 8)), format="onnx"), source, data),
-    ]
+    return _cases("cnn", source, CNN_SPEC, digits(n, image=True, standardize=standardize))
 
 
 def residual_cnn_cases(n: int, standardize: bool = True) -> list[Case]:
     torch.manual_seed(0)
     source = ResidualDigitsCNN().double()
     data = digits(n, image=True, standardize=standardize)
-    return [
-        Case("rescnn-json", with_weights(RESIDUAL_CNN_SPEC, source), source, data),
-        Case("rescnn-onnx", load_model(export(source, (1, 8, 8)), format="onnx"), source, data),
-    ]
+    return _cases("rescnn", source, RESIDUAL_CNN_SPEC, data)
