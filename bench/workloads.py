@@ -103,7 +103,7 @@ def _export(module: nn.Module, example: torch.Tensor) -> bytes:
     torch.onnx.export(
         module,
         (example,),
-        buf,
+        buf,  # type: ignore[arg-type]  # a file-like object is accepted
         dynamo=False,
         do_constant_folding=False,
         input_names=["x"],
