@@ -123,6 +123,34 @@ RESIDUAL_CNN_SPEC: dict[str, object] = {
 }
 
 
+class LayerNormDigitsMLP(nn.Module):
+    """linear (64->128), LayerNorm(128), tanh, linear (128->10): 9,866 parameters; its ONNX
+    export (opset 17) has a LayerNormalization node."""
+
+    def __init__(self, width: int = 128) -> None:
+        super().__init__()
+        self.fc1, self.norm = nn.Linear(64, width), nn.LayerNorm(width)
+        self.fc2 = nn.Linear(width, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(torch.tanh(self.norm(self.fc1(x))))
+
+
+LAYERNORM_MLP_SPEC: dict[str, object] = {
+    "type": "layers",
+    "input_shape": [64],
+    "output_dim": 10,
+    "parameterization": "standard",
+    "seed": 0,
+    "layers": [
+        {"type": "linear", "out": 128},
+        {"type": "layernorm"},
+        {"type": "activation", "name": "tanh"},
+        {"type": "linear", "out": 10},
+    ],
+}
+
+
 def export(module: nn.Module, shape: tuple[int, ...]) -> bytes:
     """The ONNX export of bench.workloads (TorchScript exporter, no constant folding) of a copy
     of a float64 module."""
@@ -194,6 +222,13 @@ def cnn_cases(n: int, standardize: bool = True) -> list[Case]:
     torch.manual_seed(0)
     source = DigitsCNN().double()
     return _cases("cnn", source, CNN_SPEC, digits(n, image=True, standardize=standardize))
+
+
+def layernorm_mlp_cases(n: int, standardize: bool = True) -> list[Case]:
+    torch.manual_seed(0)
+    source = LayerNormDigitsMLP().double()
+    data = digits(n, image=False, standardize=standardize)
+    return _cases("lnmlp", source, LAYERNORM_MLP_SPEC, data)
 
 
 def residual_cnn_cases(n: int, standardize: bool = True) -> list[Case]:

@@ -46,7 +46,8 @@ y = h (t c) and Binary mul / div by c: e_y = |tc| e_h + gamma_3 |tc| H, backward
 (nn.Identity, Flatten, layout ops that do not change a flat value): nothing.
 
 Image links (Conv2d, pooling, Pad, BatchNormFixed, layout permutations) are in
-:mod:`plcore.estimate.rounding_spatial`. A residual y = x + block(x) runs the block's chain
+:mod:`plcore.estimate.rounding_spatial`, the LayerNorm normalisation in
+:mod:`plcore.estimate.rounding_norm`. A residual y = x + block(x) runs the block's chain
 recursively: e_y = e_x + e_block + gamma_2 (|x| + |block|), and backwards the cotangents add with
 one rounding. The pass also returns T >= sum_i || |J|_i ||^2 with positional sums in absolute
 values, which bounds the Gram rounding of kernels that sum over positions
@@ -54,7 +55,7 @@ values, which bounds the Gram rounding of kernels that sum over positions
 
 Scope: the chains of :mod:`plcore.estimate.rounding_chain` (JSON MLP and layer-list specs, ONNX
 graphs that import as a chain with residual blocks, any layers frozen). Other models (ReLU, max
-pooling, LayerNorm, other branching graphs) have no running-error bound here:
+pooling, Softmax, other branching graphs) have no running-error bound here:
 :func:`evaluation_error_bound` returns None and the rigorous tier is refused for them
 (:func:`evaluation_bound_refusal` says why).
 """
@@ -80,6 +81,7 @@ from plcore.estimate.rounding_chain import (
     chain_links,
     layout_index,
 )
+from plcore.estimate.rounding_norm import layernorm_backward, layernorm_forward
 from plcore.kernel._checks import resolve_params
 from plcore.models import onnx_ops as ops
 from plcore.models.base import Model
@@ -131,7 +133,8 @@ class EvaluationError:
 
 
 def _up(x: float) -> float:
-    return math.nextafter(x * (1.0 + _FINAL_SLACK), math.inf)
+    """x enlarged past its rounding; NaN (inf * 0 after an unbounded LayerNorm) is +inf."""
+    return math.inf if math.isnan(x) else math.nextafter(x * (1.0 + _FINAL_SLACK), math.inf)
 
 
 def evaluation_bound_refusal(model: Model) -> str | None:
@@ -239,6 +242,8 @@ def _forward(lk: Link, P: _Params, h: Tensor, e: Tensor) -> tuple[Tensor, Tensor
         return m(h), Fn.pad(e, m.pads)
     if isinstance(m, ops.BatchNormFixed):
         return sp.batchnorm_forward(m, h, e)
+    if isinstance(m, ops.LayerNormPlain):
+        return layernorm_forward(m, h, e)
     idx = layout_index(m, tuple(h.shape))  # a layout step (checked by chain_links)
     assert idx is not None
     y = m(h)
@@ -382,6 +387,8 @@ def _backward(
         return sp.pad_backward(m, g, eg)
     if isinstance(m, ops.BatchNormFixed):
         return sp.batchnorm_backward(m, g, eg)
+    if isinstance(m, ops.LayerNormPlain):
+        return layernorm_backward(m, h_in, e_in, g, eg)
     idx = layout_index(m, tuple(h_in.shape))
     assert idx is not None
     shape = tuple(h_in.shape)

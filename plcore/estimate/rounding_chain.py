@@ -12,6 +12,8 @@ shape (n, ...) (flat vectors or images (n, C, H, W)). Accepted steps:
   constant as divisor), ``Pad`` (constant), ``AvgPool2d``, ``GlobalPool("avg")``,
   ``BatchNormFixed``, ``Reduce`` mean over non-batch axes; ``nn.AvgPool2d`` (no divisor
   override) and the JSON ``GlobalAvgPool``;
+* the LayerNorm normalisation ``LayerNormPlain`` over non-batch axes (ONNX LayerNormalization;
+  the JSON ``LayerNorm`` becomes that step and its affine Scale and Bias links);
 * layout steps that move entries without arithmetic and keep every sample's entries in that
   sample (``nn.Identity``, ``nn.Flatten``, ONNX Flatten / Reshape / Transpose / Squeeze /
   Unsqueeze; checked on a probe of index values);
@@ -22,8 +24,8 @@ shape (n, ...) (flat vectors or images (n, C, H, W)). Accepted steps:
 No parameter may be used by two links (a shared parameter's Jacobian column is the sum of the
 links' columns, which the per-link bound does not add up). Sources: ``nn.Sequential`` (JSON
 specs) and the ONNX interpreter :class:`~plcore.models.onnx_graph.OnnxGraphModule` when its
-wiring is such a chain. Anything else (ReLU, max pooling, LayerNorm, Softmax, other branching)
-gives a reason instead of a chain.
+wiring is such a chain. Anything else (ReLU, max pooling, Softmax, other branching) gives a
+reason instead of a chain.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from plcore.models.base import Model
 from plcore.models.layers import Activation, Bias, Conv2d, Dense, Scale
 from plcore.models.onnx_graph import OnnxGraphModule
 from plcore.models.onnx_layout import LAYOUT_ONLY
-from plcore.models.spec_build import GlobalAvgPool, Residual
+from plcore.models.spec_build import GlobalAvgPool, LayerNorm, Residual
 
 #: activations whose library accuracy :mod:`plcore.estimate.rounding` assumes (tests check it)
 COVERED_ACTIVATIONS = frozenset(
@@ -76,6 +78,8 @@ def _accepts(m: nn.Module) -> str | None:
         return "AvgPool2d with divisor_override has no running-error bound"
     if isinstance(m, (Dense, Conv2d, Bias, Scale, ops.Pad, ops.BatchNormFixed, *POOL_STEPS)):
         return None
+    if isinstance(m, ops.LayerNormPlain):
+        return None
     if isinstance(m, LAYOUT_STEPS):
         return None
     return f"step {type(m).__name__} has no running-error bound"
@@ -91,6 +95,10 @@ def _sequential_links(seq: nn.Sequential) -> tuple[list[Link] | None, str]:
             if inner is None:
                 return None, why
             links.append(Link(m, block=tuple(inner)))
+            continue
+        if isinstance(m, LayerNorm):  # its normalisation, then gamma and beta as their own links
+            links.append(Link(ops.LayerNormPlain(-len(m.dims), m.eps)))
+            links += [Link(a) for a in (m.scale, m.shift) if a is not None]
             continue
         refused = _accepts(m)
         if refused is not None:
@@ -229,6 +237,8 @@ def _probe(links: list[Link] | tuple[Link, ...], h: Tensor) -> tuple[Tensor | No
             return None, f"a Conv2d layer gets values of shape {tuple(h.shape[1:])}"
         if isinstance(m, ops.Reduce) and any(a % h.ndim == 0 for a in m.axes or (0,)):
             return None, "a ReduceMean averages over the sample axis"
+        if isinstance(m, ops.LayerNormPlain) and m.axis % h.ndim == 0:
+            return None, "a LayerNormalization normalises over the sample axis"
         if isinstance(m, LAYOUT_STEPS) and layout_index(m, tuple(h.shape)) is None:
             return None, f"layout step {type(m).__name__} mixes samples or is not a bijection"
         if isinstance(m, ops.Binary):
