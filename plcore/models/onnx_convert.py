@@ -288,6 +288,8 @@ class GraphBuilder(SpatialConverter):
         self.emit(ops.Reduce(kind, tuple(axes) if axes else None, keep), c.ins[:1], c.out)
 
     def _op_ReduceMean(self, c: Call) -> None:
+        if self.fuse_layernorm(c.node):
+            return
         self._reduce("mean", c, since=18)
 
     def _op_ReduceSum(self, c: Call) -> None:

@@ -3,7 +3,14 @@
 AveragePool / MaxPool -> steps of :mod:`plcore.models.onnx_ops`, BatchNormalization (inference)
 and LayerNormalization -> a parameter-free normalisation step followed by trainable Scale and
 Bias layers. Scalar factors applied to a weight in the graph are the layers' scales
-(:mod:`plcore.models.onnx_params`)."""
+(:mod:`plcore.models.onnx_params`).
+
+The LayerNorm of exports before opset 17 (ReduceMean, Sub, Pow 2, ReduceMean, Add eps, Sqrt,
+Div, each intermediate read only inside the pattern, the same trailing negative axes twice, the
+exponent and eps from Constant nodes) becomes the same normalisation step: it evaluates exactly
+these operations (the centred value once more, with the same result), so the function and its
+derivatives are unchanged, and the step is one link for the running-error bound and the
+analytic beta instead of a branching subgraph. Gamma and beta stay the Mul and Add after it."""
 
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import onnx
+from onnx import numpy_helper
 
 from plcore.models import onnx_graph as graph
 from plcore.models import onnx_ops as ops
@@ -138,6 +146,70 @@ class SpatialConverter(graph.GraphState):
         h = self.emit(Scale(g, scale=fg), [h], self.tmp(c.out))
         b, fb = self.param(bias, lambda t: t.reshape(shape))
         self.emit(Bias(b, scale=fb), [h], c.out)
+
+    def _constant_node_scalar(self, name: str) -> float | None:
+        """The value of a one-element float Constant node output (not an initializer: those
+        are tensors the user may make trainable), else None."""
+        for n in self.graph.node:
+            if n.op_type == "Constant" and n.output and n.output[0] == name:
+                attrs = {a.name: a for a in n.attribute}
+                if "value" not in attrs:
+                    return None
+                arr = numpy_helper.to_array(onnx.helper.get_attribute_value(attrs["value"]))
+                return (
+                    float(arr.reshape(-1)[0]) if arr.size == 1 and arr.dtype.kind == "f" else None
+                )
+        return None
+
+    def _reduce_axes(self, node: onnx.NodeProto) -> tuple[int, ...] | None:
+        """ReduceMean's axes (attribute before opset 18, a constant input since), keepdims 1."""
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if int(attrs.get("keepdims", 1)) != 1:
+            return None
+        if self.opset >= 18:
+            if len(node.input) < 2 or not self.is_const(node.input[1]):
+                return None
+            return tuple(int(v) for v in self.val(node.input[1]).reshape(-1).tolist())
+        return tuple(int(a) for a in attrs.get("axes", []))
+
+    def _pattern_next(self, value: str, op: str) -> tuple[int, onnx.NodeProto] | None:
+        found = self.single_consumer(value)
+        return found if found is not None and found[1].op_type == op else None
+
+    def fuse_layernorm(self, node: onnx.NodeProto) -> bool:
+        """Emit one LayerNormPlain for a decomposed LayerNorm starting at this ReduceMean
+        (module docstring); False, converting nothing, when the pattern does not match."""
+        x, axes = node.input[0], self._reduce_axes(node)
+        if not axes or sorted(axes) != list(range(-len(axes), 0)) or len(axes) >= self.val(x).ndim:
+            return False
+        sub = self._pattern_next(node.output[0], "Sub")
+        if sub is None or list(sub[1].input) != [x, node.output[0]]:
+            return False
+        d = sub[1].output[0]
+        users = sorted(self.consumers.get(d, []), key=lambda j: self.graph.node[j].op_type)
+        if len(users) != 2 or self.uses[d] != 2:
+            return False
+        (j_div, div), (j_pow, pw) = ((j, self.graph.node[j]) for j in users)  # "Div" < "Pow"
+        if pw.op_type != "Pow" or pw.input[0] != d or self._constant_node_scalar(pw.input[1]) != 2:
+            return False
+        var = self._pattern_next(pw.output[0], "ReduceMean")
+        if var is None or self._reduce_axes(var[1]) != axes:
+            return False
+        add = self._pattern_next(var[1].output[0], "Add")
+        if add is None:
+            return False
+        others = [i for i in add[1].input if i != var[1].output[0]]
+        eps = self._constant_node_scalar(others[0]) if len(others) == 1 else None
+        if eps is None or not eps > 0:
+            return False
+        sqrt = self._pattern_next(add[1].output[0], "Sqrt")
+        if sqrt is None or div.op_type != "Div" or list(div.input) != [d, sqrt[1].output[0]]:
+            return False
+        if self.single_consumer(sqrt[1].output[0]) is None:
+            return False
+        self.emit(ops.LayerNormPlain(-len(axes), eps), [x], div.output[0])
+        self.skip.update((sub[0], j_pow, var[0], add[0], sqrt[0], j_div))
+        return True
 
     def _op_LayerNormalization(self, c: Call) -> None:
         ins, out = c.ins, c.out

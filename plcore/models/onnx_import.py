@@ -13,7 +13,9 @@ Supported operators (default domain, opsets 13 to 23; tested at 13 to 21)
     MaxPool (2-D, ceil_mode only where it changes nothing), GlobalAveragePool, GlobalMaxPool,
     BatchNormalization (inference), LayerNormalization, Softmax, LogSoftmax, ReduceMean,
     ReduceSum. Anything else raises :class:`UnsupportedOperatorError` naming the op, the opset
-    and the node. The per-op conversion is :mod:`plcore.models.onnx_convert`.
+    and the node. The per-op conversion is :mod:`plcore.models.onnx_convert`; the LayerNorm that
+    exports before opset 17 write out in ReduceMean / Sub / Pow / Sqrt / Div becomes one
+    normalisation step (:mod:`plcore.models.onnx_convert_nn`), like LayerNormalization.
 
 Activations and smoothness
     ``Model.activations`` lists the elementwise activations met (Gelu approximate="tanh" as
