@@ -123,6 +123,26 @@ RESIDUAL_CNN_SPEC: dict[str, object] = {
 }
 
 
+class ProjectionDigitsCNN(nn.Module):
+    """conv 3x3 (1->a) tanh, then a downsampling residual block tanh(c3(tanh(c2 h)) + proj h)
+    with a strided 1x1 projection shortcut (a->b channels, 8x8 -> 4x4), avgpool 2, linear
+    (4b->10): 4,362 parameters at a = 8, b = 16. ONNX only: the JSON residual keeps the shape."""
+
+    def __init__(self, a: int = 8, b: int = 16) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(1, a, 3, padding=1)
+        self.c2 = nn.Conv2d(a, b, 3, stride=2, padding=1)
+        self.c3 = nn.Conv2d(b, b, 3, padding=1)
+        self.proj = nn.Conv2d(a, b, 1, stride=2)
+        self.pool = nn.AvgPool2d(2)
+        self.head = nn.Linear(b * 2 * 2, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = torch.tanh(self.c1(x))
+        h = torch.tanh(self.c3(torch.tanh(self.c2(h))) + self.proj(h))
+        return self.head(self.pool(h).flatten(1))
+
+
 class LayerNormDigitsMLP(nn.Module):
     """linear (64->128), LayerNorm(128), tanh, linear (128->10): 9,866 parameters; its ONNX
     export (opset 17) has a LayerNormalization node."""
@@ -229,6 +249,15 @@ def layernorm_mlp_cases(n: int, standardize: bool = True) -> list[Case]:
     source = LayerNormDigitsMLP().double()
     data = digits(n, image=False, standardize=standardize)
     return _cases("lnmlp", source, LAYERNORM_MLP_SPEC, data)
+
+
+def projection_cnn_cases(n: int, standardize: bool = True) -> list[Case]:
+    """The ONNX route only (no JSON spec expresses a projection shortcut)."""
+    torch.manual_seed(0)
+    source = ProjectionDigitsCNN().double()
+    data = digits(n, image=True, standardize=standardize)
+    onnx = load_model(export(source, tuple(data.X.shape[1:])), format="onnx")
+    return [Case("projcnn-onnx", onnx, source, data)]
 
 
 def residual_cnn_cases(n: int, standardize: bool = True) -> list[Case]:

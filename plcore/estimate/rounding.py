@@ -47,23 +47,24 @@ y = h (t c) and Binary mul / div by c: e_y = |tc| e_h + gamma_3 |tc| H, backward
 
 Image links (Conv2d, pooling, Pad, BatchNormFixed, layout permutations) are in
 :mod:`plcore.estimate.rounding_spatial`, the LayerNorm normalisation in
-:mod:`plcore.estimate.rounding_norm`. A residual y = x + block(x) runs the block's chain
-recursively: e_y = e_x + e_block + gamma_2 (|x| + |block|), and backwards the cotangents add with
-one rounding. The pass also returns T >= sum_i || |J|_i ||^2 with positional sums in absolute
-values, which bounds the Gram rounding of kernels that sum over positions
+:mod:`plcore.estimate.rounding_norm`. A merge y = a +/- b of two computed values (residual
+connections, projection shortcuts, parallel branches): e_y = e_a + e_b + gamma_2 (|a| + |b|),
+and backwards both inputs get the cotangent exactly. A value read by c links gets the sum of
+their cotangents, which autograd forms in some order: e = sum_j e_j + gamma_c sum_j (|g_j| +
+2 e_j). The pass also returns T >= sum_i || |J|_i ||^2 with positional sums in absolute values,
+which bounds the Gram rounding of kernels that sum over positions
 (:func:`plcore.estimate.spectral.certified_spectrum`).
 
-Scope: the chains of :mod:`plcore.estimate.rounding_chain` (JSON MLP and layer-list specs, ONNX
-graphs that import as a chain with residual blocks, any layers frozen). Other models (ReLU, max
-pooling, Softmax, other branching graphs) have no running-error bound here:
-:func:`evaluation_error_bound` returns None and the rigorous tier is refused for them
+Scope: the graphs of :mod:`plcore.estimate.rounding_chain` (JSON MLP and layer-list specs, ONNX
+graphs of the covered steps with any fan-out and merges by addition, any layers frozen). Other
+models (ReLU, max pooling, Softmax, products of computed values) have no running-error bound
+here: :func:`evaluation_error_bound` returns None and the rigorous tier is refused for them
 (:func:`evaluation_bound_refusal` says why).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -77,6 +78,7 @@ from plcore.estimate.psd import U64, gamma, sqrt_up
 from plcore.estimate.rounding_chain import (
     COVERED_ACTIVATIONS,
     POOL_STEPS,
+    Chain,
     Link,
     chain_links,
     layout_index,
@@ -139,8 +141,8 @@ def _up(x: float) -> float:
 
 def evaluation_bound_refusal(model: Model) -> str | None:
     """Why :func:`evaluation_error_bound` has no bound for ``model`` (None when it has one)."""
-    links, why = chain_links(model)
-    return None if links is not None else why
+    chain, why = chain_links(model)
+    return None if chain is not None else why
 
 
 _inflate = sp.inflate
@@ -252,29 +254,32 @@ def _forward(lk: Link, P: _Params, h: Tensor, e: Tensor) -> tuple[Tensor, Tensor
 
 @dataclass
 class _Trace:
-    """What the backward pass needs of one link: its input (value, bound) and, for a Residual,
-    the trace of its block."""
+    """What the backward pass needs of one link: its input (value, bound)."""
 
     link: Link
     h: Tensor
     e: Tensor
-    block: list[_Trace] | None = None
+
+
+def _merge(lk: Link, a: tuple[Tensor, Tensor], b: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+    """y = a +/- b of two computed values: e_y = e_a + e_b + gamma_2 (|a| + |b|)."""
+    (ha, ea), (hb, eb) = a, b
+    rnd = ha.abs() + 2.0 * ea + hb.abs() + 2.0 * eb
+    return (ha + hb if lk.merge == "add" else ha - hb), _inflate(ea + eb + _G2 * rnd, 2)
 
 
 def _forward_chain(
-    links: Sequence[Link], P: _Params, h: Tensor, e: Tensor, trace: list[_Trace]
+    chain: Chain, P: _Params, x: Tensor, trace: list[_Trace]
 ) -> tuple[Tensor, Tensor]:
-    for lk in links:
-        if lk.block is not None:  # y = x + block(x): e_y = e_x + e_b + gamma_2 (|x| + |b|)
-            inner: list[_Trace] = []
-            hb, eb = _forward_chain(lk.block, P, h, e, inner)
-            trace.append(_Trace(lk, h, e, inner))
-            rnd = h.abs() + 2.0 * e + hb.abs() + 2.0 * eb
-            h, e = h + hb, _inflate(e + eb + _G2 * rnd, 2)
+    env = {chain.input: (x, torch.zeros_like(x))}
+    for lk in chain.links:
+        if lk.merge is not None:
+            env[lk.out] = _merge(lk, env[lk.ins[0]], env[lk.ins[1]])
             continue
+        h, e = env[lk.ins[0]]
         trace.append(_Trace(lk, h, e))
-        h, e = _forward(lk, P, h, e)
-    return h, e
+        env[lk.out] = _forward(lk, P, h, e)
+    return env[chain.output]
 
 
 class _SumOfSquares:
@@ -349,10 +354,6 @@ def _backward(
     """(g_in, e_{g_in}) before one link, adding its parameters' Jacobian bounds to acc."""
     lk, h_in, e_in = tr.link, tr.h, tr.e
     m = lk.module
-    if tr.block is not None:  # cotangents add: one rounding
-        gb, egb = _backward_chain(tr.block, P, g, eg, acc)
-        rnd = g.abs() + 2.0 * eg + gb.abs() + 2.0 * egb
-        return g + gb, _inflate(eg + egb + _G2 * rnd, 2)
     _param_blocks(tr, P, g, eg, *acc)
     G, Gx = g.abs() + 2.0 * eg, g.abs() + eg
     if isinstance(m, Dense):
@@ -395,16 +396,41 @@ def _backward(
     return sp.layout_backward(idx, shape, g), sp.layout_backward(idx, shape, eg)
 
 
+def _accumulated(parts: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    """The cotangent of a value read by c links: autograd sums their c cotangents in some
+    order, so e = sum e_j + gamma_c sum (|g_j| + 2 e_j)."""
+    if len(parts) == 1:
+        return parts[0]
+    c = len(parts)
+    g = sum((p[0] for p in parts[1:]), parts[0][0])
+    rnd = sum((p[0].abs() + 2.0 * p[1] for p in parts[1:]), parts[0][0].abs() + 2.0 * parts[0][1])
+    e = sum((p[1] for p in parts[1:]), parts[0][1])
+    return g, _inflate(e + gamma(c) * rnd, c)
+
+
 def _backward_chain(
+    chain: Chain,
     trace: list[_Trace],
     P: _Params,
     g: Tensor,
-    eg: Tensor,
     acc: tuple[_SumOfSquares, _SumOfSquares],
-) -> tuple[Tensor, Tensor]:
-    for tr in reversed(trace):
-        g, eg = _backward(tr, P, g, eg, acc)
-    return g, eg
+) -> None:
+    """Cotangents from the output back through every link (reverse order); a value read by
+    several links gets the sum of their cotangents."""
+    cot: dict[str, list[tuple[Tensor, Tensor]]] = {chain.output: [(g, torch.zeros_like(g))]}
+    traces = iter(reversed(trace))
+    for lk in reversed(chain.links):
+        tr = None if lk.merge is not None else next(traces)
+        parts = cot.pop(lk.out, None)
+        if not parts:
+            continue  # the output does not depend on this value
+        g_out, eg_out = _accumulated(parts)
+        if tr is None:  # a merge: the cotangent passes to both inputs exactly (negated for sub)
+            cot.setdefault(lk.ins[0], []).append((g_out, eg_out))
+            g_b = g_out if lk.merge == "add" else -g_out
+            cot.setdefault(lk.ins[1], []).append((g_b, eg_out))
+            continue
+        cot.setdefault(lk.ins[0], []).append(_backward(tr, P, g_out, eg_out, acc))
 
 
 def evaluation_error_bound(
@@ -412,20 +438,20 @@ def evaluation_error_bound(
 ) -> EvaluationError | None:
     """E_J >= ||J_computed - J_exact||_F and E_F >= ||F_computed - F_exact||_2 at w (module
     docstring for the formulas); None when the model is not a chain this module covers."""
-    links, _ = chain_links(model)
-    if links is None:
+    chain, _ = chain_links(model)
+    if chain is None:
         return None
     P = _Params(model, resolve_params(model, params, device=X.device))
-    h = X.reshape(X.shape[0], *model.input_shape).to(torch.float64)
+    x = X.reshape(X.shape[0], *model.input_shape).to(torch.float64)
     trace: list[_Trace] = []
     with torch.no_grad():
-        h, e = _forward_chain(links, P, h, torch.zeros_like(h), trace)
+        h, e = _forward_chain(chain, P, x, trace)
         output = float(e.norm()) * (1.0 + gamma(e.numel() + 2))
         # backward, one cotangent per output c: g has shape (n, k, *output shape)
         n, k = h.shape[0], math.prod(h.shape[1:])
         g = torch.eye(k, dtype=h.dtype, device=h.device).expand(n, k, k).reshape(n, k, *h.shape[1:])
         acc, absq = _SumOfSquares(h), _SumOfSquares(h)
-        _backward_chain(trace, P, g.clone(), torch.zeros_like(g), (acc, absq))
+        _backward_chain(chain, trace, P, g.clone(), (acc, absq))
     jac = sqrt_up(float(acc.total) * (1.0 + gamma(acc.terms + 2)))
     abs_trace = _up(float(absq.total) * (1.0 + gamma(absq.terms + 2)))
     return EvaluationError(jacobian_fro=_up(jac), output=_up(output), abs_gram_trace=abs_trace)

@@ -1,7 +1,10 @@
-"""The layer chain that :mod:`plcore.estimate.rounding` bounds: a model as a list of links.
+"""The graph that :mod:`plcore.estimate.rounding` bounds: a model as a list of links.
 
-A link is one step of a straight chain h_0 = x, h_j = step_j(h_{j-1}[, constant]) on values of
-shape (n, ...) (flat vectors or images (n, C, H, W)). Accepted steps:
+A link is one step v_out = step(v_in[, constant]) on named values of shape (n, ...) (flat vectors
+or images (n, C, H, W)), or a merge v_out = v_a + v_b (or v_a - v_b) of two computed values of the
+same shape; the links are in an order where every value is computed before it is read, and a
+value may be read by any number of links (its cotangent is then the sum of theirs). Accepted
+steps:
 
 * parameterized layers :class:`~plcore.models.layers.Dense` (on flat values),
   :class:`~plcore.models.layers.Conv2d` (any stride, padding, dilation, groups),
@@ -17,15 +20,15 @@ shape (n, ...) (flat vectors or images (n, C, H, W)). Accepted steps:
 * layout steps that move entries without arithmetic and keep every sample's entries in that
   sample (``nn.Identity``, ``nn.Flatten``, ONNX Flatten / Reshape / Transpose / Squeeze /
   Unsqueeze; checked on a probe of index values);
-* the residual y = x + block(x), whose block is a chain of these links itself: the JSON
-  ``Residual``, and in an ONNX graph a value with two users, a sub-chain and an ``Add`` of the
-  value with the sub-chain's end (nested residuals too).
+* merges: ONNX ``Binary`` add / sub of two computed values of one shape (residual connections,
+  projection shortcuts, parallel branches), and the JSON ``Residual`` y = x + block(x), whose
+  block's links read x.
 
 No parameter may be used by two links (a shared parameter's Jacobian column is the sum of the
 links' columns, which the per-link bound does not add up). Sources: ``nn.Sequential`` (JSON
-specs) and the ONNX interpreter :class:`~plcore.models.onnx_graph.OnnxGraphModule` when its
-wiring is such a chain. Anything else (ReLU, max pooling, Softmax, other branching) gives a
-reason instead of a chain.
+specs) and the ONNX interpreter :class:`~plcore.models.onnx_graph.OnnxGraphModule`. Anything else
+(ReLU, max pooling, Softmax, a product or quotient of two computed values, Concat, broadcasting
+merges) gives a reason instead of a graph.
 """
 
 from __future__ import annotations
@@ -56,13 +59,26 @@ POOL_STEPS = (nn.AvgPool2d, ops.AvgPool2d, ops.GlobalPool, GlobalAvgPool, ops.Re
 
 @dataclass(frozen=True)
 class Link:
-    """One step of the chain; ``const`` is the constant operand of a Binary step and
-    ``const_first`` whether it is the left operand; ``block`` the inner chain of a Residual."""
+    """One link: ``module`` reads the values ``ins`` and writes ``out``; ``const`` is the constant
+    operand of a Binary step and ``const_first`` whether it is the left operand; ``merge``
+    ("add" / "sub") marks ins[0] +/- ins[1] of two computed values (``module`` then only names
+    the step)."""
 
     module: nn.Module
+    ins: tuple[str, ...]
+    out: str
     const: Tensor | None = None
     const_first: bool = False
-    block: tuple[Link, ...] | None = None
+    merge: str | None = None
+
+
+@dataclass(frozen=True)
+class Chain:
+    """The links in evaluation order, the name of the model's input and of its output."""
+
+    links: tuple[Link, ...]
+    input: str
+    output: str
 
 
 def _accepts(m: nn.Module) -> str | None:
@@ -85,119 +101,74 @@ def _accepts(m: nn.Module) -> str | None:
     return f"step {type(m).__name__} has no running-error bound"
 
 
-def _sequential_links(seq: nn.Sequential) -> tuple[list[Link] | None, str]:
-    links: list[Link] = []
+class _Names:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def new(self) -> str:
+        self.count += 1
+        return f"v{self.count}"
+
+
+def _sequential_links(
+    seq: nn.Sequential, x: str, names: _Names, links: list[Link]
+) -> tuple[str | None, str]:
+    """Append the links of ``seq`` applied to value ``x``; (output value, "") or (None, why)."""
     for m in seq._modules.values():
         if m is None:
             continue
         if isinstance(m, Residual):
-            inner, why = _sequential_links(m.block)
-            if inner is None:
+            end, why = _sequential_links(m.block, x, names, links)
+            if end is None:
                 return None, why
-            links.append(Link(m, block=tuple(inner)))
+            out = names.new()
+            links.append(Link(m, (x, end), out, merge="add"))
+            x = out
             continue
         if isinstance(m, LayerNorm):  # its normalisation, then gamma and beta as their own links
-            links.append(Link(ops.LayerNormPlain(-len(m.dims), m.eps)))
-            links += [Link(a) for a in (m.scale, m.shift) if a is not None]
-            continue
-        refused = _accepts(m)
-        if refused is not None:
-            return None, refused
-        links.append(Link(m))
-    return links, ""
+            steps: list[nn.Module] = [ops.LayerNormPlain(-len(m.dims), m.eps)]
+            steps += [a for a in (m.scale, m.shift) if a is not None]
+        else:
+            refused = _accepts(m)
+            if refused is not None:
+                return None, refused
+            steps = [m]
+        for step in steps:
+            out = names.new()
+            links.append(Link(step, (x,), out))
+            x = out
+    return x, ""
 
 
 def _graph_links(g: OnnxGraphModule) -> tuple[list[Link] | None, str]:
-    """The wiring as a chain; a fork x -> (block, Add(x, block(x))) becomes a residual link."""
+    """The wiring as links: merges where two computed values are added or subtracted."""
     consts = {name: getattr(g, key) for name, key in g.const_keys}
-    users: dict[str, int] = {g.output_name: 1}
-    for _, ins, _ in g.wiring:
-        for i in ins:
-            if i not in consts:
-                users[i] = users.get(i, 0) + 1
-    links, current, pos, why = _graph_span(g, consts, users, g.input_name, 0, len(g.wiring))
-    if links is None:
-        return None, why
-    if pos != len(g.wiring) or current != g.output_name:
-        return None, "the ONNX output is not the end of the chain"
-    return links, ""
-
-
-def _residual_end(g: OnnxGraphModule, consts: dict[str, Tensor], at: int, x: str) -> int | None:
-    """Index of the step after ``at`` that adds ``x`` to another computed value, if any."""
-    for j in range(at + 1, len(g.wiring)):
-        key, ins, _ = g.wiring[j]
-        if x in ins:
-            step = g.steps[key]
-            moving = [i for i in ins if i not in consts]
-            ok = isinstance(step, ops.Binary) and step.kind == "add" and len(moving) == 2
-            return j if ok and moving[0] != moving[1] else None
-    return None
-
-
-def _graph_span(
-    g: OnnxGraphModule,
-    consts: dict[str, Tensor],
-    users: dict[str, int],
-    current: str,
-    pos: int,
-    stop: int,
-    fork: str | None = None,
-) -> tuple[list[Link] | None, str, int, str]:
-    """Links of wiring[pos:stop] as a chain from value ``current``: (links, last value, next
-    position, why not). A value with two users, the first starting a sub-chain and the second an
-    Add of it with that sub-chain's end, is the residual y = x + block(x) (one link with a
-    block; ``fork``: the value whose block this span is); any other fan-out is refused."""
     links: list[Link] = []
-    while pos < stop:
-        if users.get(current, 0) == 2 and current != fork:
-            j = _residual_end(g, consts, pos, current)
-            if j is None or j >= stop:
-                return (
-                    None,
-                    current,
-                    pos,
-                    f"ONNX value {current} feeds a branch that is not a residual",
-                )
-            key, ins, out = g.wiring[j]
-            other = next(i for i in ins if i not in consts and i != current)
-            inner, end, nxt, why = _graph_span(g, consts, users, current, pos, j, current)
-            if inner is None:
-                return None, end, nxt, why
-            if nxt != j or end != other or users.get(other, 0) != 1:
-                return None, end, nxt, f"ONNX step {key} is not the end of a residual block"
-            links.append(Link(g.steps[key], block=tuple(inner)))
-            current, pos = out, j + 1
-            continue
-        if users.get(current, 0) > (2 if current == fork else 1):
-            return None, current, pos, f"ONNX value {current} feeds {users[current]} steps"
-        key, ins, out = g.wiring[pos]
+    for key, ins, out in g.wiring:
         step = g.steps[key]
-        moving = [i for i in ins if i not in consts]
-        if moving != [current]:
-            return None, current, pos, f"ONNX step {key} is not part of a straight chain"
-        if isinstance(step, ops.Binary):
+        moving = tuple(i for i in ins if i not in consts)
+        if isinstance(step, ops.Binary) and len(moving) == 2 and len(ins) == 2:
+            if step.kind not in ("add", "sub"):
+                return None, f"ONNX step {key} ({step.kind}) of two computed values has no bound"
+            links.append(Link(step, moving, out, merge=step.kind))
+        elif len(moving) != 1:
+            return None, f"ONNX step {key} reads {len(moving)} computed values"
+        elif isinstance(step, ops.Binary):
             if len(ins) != 2 or step.kind not in ("add", "sub", "mul", "div"):
-                return (
-                    None,
-                    current,
-                    pos,
-                    f"ONNX step {key} ({step.kind}) has no running-error bound",
-                )
-            first = ins[0] != current
+                return None, f"ONNX step {key} ({step.kind}) has no running-error bound"
+            first = ins[0] != moving[0]
             if first and step.kind == "div":
-                return None, current, pos, f"ONNX step {key} divides by the chain value"
+                return None, f"ONNX step {key} divides by a computed value"
             c = consts[ins[0] if first else ins[1]]
             if not c.is_floating_point():
-                return None, current, pos, f"ONNX step {key} has a non-float constant"
-            links.append(Link(step, c.detach().to(torch.float64), first))
+                return None, f"ONNX step {key} has a non-float constant"
+            links.append(Link(step, moving, out, c.detach().to(torch.float64), first))
         else:
             refused = _accepts(step)
             if refused is not None or len(ins) != 1:
-                return None, current, pos, refused or f"ONNX step {key} takes constants"
-            links.append(Link(step))
-        current, pos = out, pos + 1
-    return links, current, pos, ""
+                return None, refused or f"ONNX step {key} takes constants"
+            links.append(Link(step, moving, out))
+    return links, ""
 
 
 def layout_index(m: nn.Module, shape: tuple[int, ...]) -> Tensor | None:
@@ -219,45 +190,44 @@ def layout_index(m: nn.Module, shape: tuple[int, ...]) -> Tensor | None:
     return idx
 
 
-def _probe(links: list[Link] | tuple[Link, ...], h: Tensor) -> tuple[Tensor | None, str]:
-    """Run the chain on a probe batch and check the shape rules of each link."""
-    for lk in links:
-        m = lk.module
-        if lk.block is not None:
-            out, why = _probe(lk.block, h)
-            if out is None:
-                return None, why
-            if out.shape != h.shape:
-                return None, "a residual block changes the shape of its input"
-            h = h + out
+def _probe(chain: Chain, x: Tensor) -> str | None:
+    """Run the links on a probe batch and check the shape rules of each; None when all hold."""
+    env = {chain.input: x}
+    for lk in chain.links:
+        if any(i not in env for i in lk.ins):
+            return f"a value read by step {type(lk.module).__name__} is not computed before it"
+        m, h = lk.module, env[lk.ins[0]]
+        if lk.merge is not None:
+            other = env[lk.ins[1]]
+            if other.shape != h.shape:
+                return "an addition of two computed values broadcasts them to a larger shape"
+            env[lk.out] = h + other if lk.merge == "add" else h - other
             continue
         if isinstance(m, Dense) and h.ndim != 2:
-            return None, f"a Dense layer acts on values of shape {tuple(h.shape[1:])}, not flat"
+            return f"a Dense layer acts on values of shape {tuple(h.shape[1:])}, not flat"
         if isinstance(m, Conv2d) and h.ndim != 4:
-            return None, f"a Conv2d layer gets values of shape {tuple(h.shape[1:])}"
+            return f"a Conv2d layer gets values of shape {tuple(h.shape[1:])}"
         if isinstance(m, ops.Reduce) and any(a % h.ndim == 0 for a in m.axes or (0,)):
-            return None, "a ReduceMean averages over the sample axis"
+            return "a ReduceMean averages over the sample axis"
         if isinstance(m, ops.LayerNormPlain) and m.axis % h.ndim == 0:
-            return None, "a LayerNormalization normalises over the sample axis"
+            return "a LayerNormalization normalises over the sample axis"
         if isinstance(m, LAYOUT_STEPS) and layout_index(m, tuple(h.shape)) is None:
-            return None, f"layout step {type(m).__name__} mixes samples or is not a bijection"
+            return f"layout step {type(m).__name__} mixes samples or is not a bijection"
         if isinstance(m, ops.Binary):
             assert lk.const is not None
             y = m(lk.const, h) if lk.const_first else m(h, lk.const)
         else:
             y = m(h)
         if isinstance(m, Bias | Scale | ops.Binary | ops.BatchNormFixed) and y.shape != h.shape:
-            return None, f"step {type(m).__name__} broadcasts the value to a larger shape"
-        h = y
-    return h, ""
+            return f"step {type(m).__name__} broadcasts the value to a larger shape"
+        env[lk.out] = y
+    return None if chain.output in env else "the output is not computed by the links"
 
 
-def _shared(links: list[Link] | tuple[Link, ...], seen: set[int]) -> str | None:
+def _shared(links: tuple[Link, ...]) -> str | None:
+    seen: set[int] = set()
     for lk in links:
-        if lk.block is not None:
-            why = _shared(lk.block, seen)
-            if why is not None:
-                return why
+        if lk.merge is not None:
             continue
         if id(lk.module) in seen:
             return f"step {type(lk.module).__name__} is applied twice"
@@ -269,35 +239,32 @@ def _shared(links: list[Link] | tuple[Link, ...], seen: set[int]) -> str | None:
     return None
 
 
-def _has_layer(links: list[Link] | tuple[Link, ...]) -> bool:
-    return any(
-        isinstance(lk.module, Dense | Conv2d | Bias | Scale)
-        or (lk.block is not None and _has_layer(lk.block))
-        for lk in links
-    )
-
-
-def chain_links(model: Model) -> tuple[list[Link] | None, str]:
-    """(links, "") for a model the running-error bound covers, else (None, why not)."""
+def chain_links(model: Model) -> tuple[Chain | None, str]:
+    """(chain, "") for a model the running-error bound covers, else (None, why not)."""
     module = model.module
     if isinstance(module, OnnxGraphModule):
         links, why = _graph_links(module)
+        chain = (
+            None if links is None else Chain(tuple(links), module.input_name, module.output_name)
+        )
     elif isinstance(module, nn.Sequential):
-        links, why = _sequential_links(module)
+        found: list[Link] = []
+        end, why = _sequential_links(module, "x", _Names(), found)
+        chain = None if end is None else Chain(tuple(found), "x", end)
     else:
         return None, f"{type(module).__name__} is neither a layer chain nor an ONNX graph"
-    if links is None:
+    if chain is None:
         return None, why
-    if not _has_layer(links):
+    if not any(isinstance(lk.module, Dense | Conv2d | Bias | Scale) for lk in chain.links):
         return None, "no parameterized layer"
     for p in module.parameters():
         if p.dtype != torch.float64:
             return None, f"parameters in {p.dtype}, the bound assumes float64"
-    why_shared = _shared(links, set())
+    why_shared = _shared(chain.links)
     if why_shared is not None:
         return None, why_shared
     with torch.no_grad():
-        out, why = _probe(links, torch.zeros((2, *model.input_shape), dtype=torch.float64))
-    if out is None:
-        return None, why
-    return links, ""
+        why_probe = _probe(chain, torch.zeros((2, *model.input_shape), dtype=torch.float64))
+    if why_probe is not None:
+        return None, why_probe
+    return chain, ""

@@ -118,6 +118,12 @@ def _layernorm(x: Any, g: Any, b: Any, eps: Num, last: bool) -> Any:
     return _map(lambda _: next(it), x)
 
 
+def _add(a: Any, b: Any) -> Any:
+    if isinstance(a, list):
+        return [_add(u, v) for u, v in zip(a, b, strict=True)]
+    return a + b
+
+
 def _run(ops: Sequence[Op], p: Params, x: Any) -> list[Num]:
     """The net of ``ops`` on one sample, in mp arithmetic (the test's own interpreter)."""
     for op in ops:
@@ -143,11 +149,11 @@ def _run(ops: Sequence[Op], p: Params, x: Any) -> list[Num]:
                 for c, pl in enumerate(x)
             ]
         elif kind == "residual":  # ("residual", ops of the block)
-            y = _run(op[1], p, x)
-            x = [
-                [[a + c for a, c in zip(r, q, strict=True)] for r, q in zip(pl, ql, strict=True)]
-                for pl, ql in zip(x, y, strict=True)
-            ]
+            x = _add(x, _run(op[1], p, x))
+        elif kind == "sum":  # ("sum", ops of one branch, ops of the other): both read x
+            x = _add(_run(op[1], p, x), _run(op[2], p, x))
+        elif kind == "diff":  # ("diff", ops of one branch, ops of the other): first - second
+            x = _add(_run(op[1], p, x), _map(lambda v: -v, _run(op[2], p, x)))
         elif kind == "flatten":
             x = [v for pl in x for r in pl for v in r]
         elif kind == "linear":  # ("linear", name, s, t)
@@ -384,36 +390,7 @@ def test_frozen_conv_features_with_a_trainable_head_are_covered() -> None:
     )
 
 
-class _TwoBranches(nn.Module):
-    """tanh(c1(x)) + tanh(c2(x)): x feeds two sub-chains, neither of them the identity."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.c1, self.c2 = nn.Conv2d(1, 2, 3), nn.Conv2d(1, 2, 3)
-        self.fc = nn.Linear(18, 1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc((torch.tanh(self.c1(x)) + torch.tanh(self.c2(x))).flatten(1))
-
-
-class _DoubleSkip(nn.Module):
-    """h + block(h) + h: h feeds three steps."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.c1, self.c2 = nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(2, 2, 3, padding=1)
-        self.fc = nn.Linear(50, 1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        h = torch.tanh(self.c1(x))
-        return self.fc((h + torch.tanh(self.c2(h)) + h).flatten(1))
-
-
 def test_image_models_outside_the_chain_are_refused_with_a_reason() -> None:
-    two = load_onnx_model(export(_TwoBranches().double(), (1, 5, 5)))
-    assert "feeds a branch that is not a residual" in (evaluation_bound_refusal(two) or "")
-    double = load_onnx_model(export(_DoubleSkip().double(), (1, 5, 5)))
-    assert "feeds 3 steps" in (evaluation_bound_refusal(double) or "")
     spec = dict(SPEC_A)
     spec["layers"] = [dict(it) for it in SPEC_A["layers"]]
     spec["layers"][1] = {"type": "activation", "name": "relu"}
