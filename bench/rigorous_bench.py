@@ -1,8 +1,10 @@
 """Issue 9 at the issue's sizes: the rigorous path certificate for a 3-hidden-layer NTK tanh MLP of
 width 1024 on 32 digits and for the digits CNN on 64 digits, as JSON specs and ONNX exports,
 with the "standard" budget (``python -m bench.rigorous_bench [--only mlp-json ...]
-[--cnn-digits 8 16 32 64] [--raw]``). Pixels are standardized (bench.rigorous.digits); ``--raw``
-uses the raw values / 16 instead.
+[--cnn-digits 8 16 32 64] [--ln-digits 16 32] [--proj-digits 8 16] [--steps N] [--raw]``); the
+LayerNorm MLP and the CNN with a projection shortcut of bench.rigorous on request. Pixels are
+standardized (bench.rigorous.digits); ``--raw`` uses the raw values / 16 instead. ``--steps``
+replaces the checking run's 1,000 steps (to see where a case closes when "standard" is too short).
 
 Prints one row per case: whether and where the certificate closed (tier), the proven beta and
 ball, the kernel's conditioning and, when the run does not reach the threshold, the steps it
@@ -15,7 +17,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench.rigorous import cnn_cases, mlp_cases
+from bench.rigorous import cnn_cases, layernorm_mlp_cases, mlp_cases, projection_cnn_cases
 from plcore import CertifyOptions, certify
 
 
@@ -25,22 +27,30 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--mlp-width", type=int, default=1024)
     ap.add_argument("--mlp-digits", type=int, default=32)
     ap.add_argument("--cnn-digits", type=int, nargs="+", default=[64])
+    ap.add_argument("--ln-digits", type=int, nargs="*", default=[])
+    ap.add_argument("--proj-digits", type=int, nargs="*", default=[])
+    ap.add_argument("--steps", type=int, default=None, help="checking-run steps (default 1,000)")
     ap.add_argument("--raw", action="store_true", help="pixels / 16, not standardized")
     args = ap.parse_args(argv)
     std = not args.raw
     cases = [*mlp_cases(args.mlp_width, 3, args.mlp_digits, standardize=std)]
     for n in args.cnn_digits:
         cases += cnn_cases(n, standardize=std)
+    for n in args.ln_digits:
+        cases += layernorm_mlp_cases(n, standardize=std)
+    for n in args.proj_digits:
+        cases += projection_cnn_cases(n, standardize=std)
     print(
         "| case | params | N | seconds | t* | tier | beta (ball) | lambda_min / lambda_max "
-        "at w0 | loss after 1000 steps | steps needed |"
+        "at w0 | loss at the end | steps needed |"
     )
     print("|---|---:|---:|---:|---:|---|---|---|---:|---:|")
     for case in cases:
         if args.only and case.name not in args.only:
             continue
         t = time.perf_counter()
-        rep = certify(case.model, case.data, CertifyOptions(budget="standard"))
+        options = CertifyOptions(budget="standard", validation_steps=args.steps)
+        rep = certify(case.model, case.data, options)
         dt = time.perf_counter() - t
         p, q, v = rep.path, rep.initial, rep.validation
         ball = f"{p.beta:.3g} ({p.ball_radius:.3g})" if p.beta is not None else "-"
