@@ -164,6 +164,32 @@ def test_batchnorm_onnx_model_is_sound() -> None:
     _check_sound(model, X, RHO)
 
 
+def _onnx_graph_cases() -> dict[str, tuple[nn.Module, tuple[int, ...], int]]:
+    """name -> (torch module, input shape, opset): graphs the running-error bound now covers."""
+    from tests.plcore.estimate.test_rounding_chain import _ProjectionBlock, _TwoBranches
+    from tests.plcore.models.test_onnx_convert_nn import _VectorLN
+
+    return {
+        "projection_shortcut": (_ProjectionBlock(), (1, 5, 5), 17),
+        "parallel_branches": (_TwoBranches(), (1, 5, 5), 17),
+        "decomposed_layernorm_op13": (_VectorLN(), (4,), 13),
+    }
+
+
+@pytest.mark.parametrize(
+    "name", ["projection_shortcut", "parallel_branches", "decomposed_layernorm_op13"]
+)
+def test_onnx_graphs_with_merges_and_a_decomposed_layernorm_are_sound(name: str) -> None:
+    torch_model, shape, opset = _onnx_graph_cases()[name]
+    torch_model = torch_model.double().eval()
+    model = load_model(export(torch_model, shape, opset=opset), format="onnx")
+    X = _inputs(model, 3, 3)
+    with torch.no_grad():
+        assert torch.allclose(model.module(X).reshape(3, -1), torch_model(X), atol=1e-12)
+    ratio_h, ratio_j = _check_sound(model, X, RHO)
+    print(f"{name}: bound / brute force = {ratio_h:.3g} (Hessian), {ratio_j:.3g} (Jacobian)")
+
+
 # ----- the same bound from both routes ------------------------------------------------------
 
 
