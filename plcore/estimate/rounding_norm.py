@@ -135,7 +135,7 @@ def _slice(m: ops.LayerNormPlain, h: Tensor, e: Tensor) -> _Slice:
 
 def _bounded_y(sl: _Slice) -> Tensor:
     """|y_i(z)| <= min(Delta_i / sL, sqrt(D)) at every z within 2 e of the replay."""
-    return torch.minimum(inflate(sl.Delta / sl.sL, 2), torch.tensor(math.sqrt(sl.D)))
+    return inflate(sl.Delta / sl.sL, 2).clamp_max(math.sqrt(sl.D))
 
 
 def layernorm_forward(m: ops.LayerNormPlain, h: Tensor, e: Tensor) -> tuple[Tensor, Tensor]:
