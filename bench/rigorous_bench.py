@@ -8,8 +8,8 @@ replaces the checking run's 1,000 steps (to see where a case closes when "standa
 
 Prints one row per case: whether and where the certificate closed (tier), the proven beta and
 ball, the kernel's conditioning and, when the run does not reach the threshold, the steps it
-would need at its observed rate. ``make test`` runs the same cases on 4 digits
-(tests/plcore/certificate/test_rigorous_path.py).
+would need at its observed rate. ``make test`` runs smaller versions (the width-256 MLP on 16
+digits, the CNNs on 8, the LayerNorm MLP on 16; tests/plcore/certificate/test_rigorous_path.py).
 """
 
 from __future__ import annotations
