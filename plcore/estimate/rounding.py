@@ -102,7 +102,6 @@ _SOFTPLUS_THRESHOLD_ERR: Final = math.nextafter(math.exp(-20.0), math.inf)
 #: absolute floor per entry: covers underflow to subnormals (a few units of 2^-1074)
 _TINY: Final = 2.0**-1000
 _FINAL_SLACK: Final = 1e-6
-_G2: Final = gamma(2)
 _G3: Final = gamma(3)
 
 
@@ -261,25 +260,26 @@ class _Trace:
     e: Tensor
 
 
+Env = dict[str, tuple[Tensor, Tensor]]
+
+
 def _merge(lk: Link, a: tuple[Tensor, Tensor], b: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
-    """y = a +/- b of two computed values: e_y = e_a + e_b + gamma_2 (|a| + |b|)."""
-    (ha, ea), (hb, eb) = a, b
-    rnd = ha.abs() + 2.0 * ea + hb.abs() + 2.0 * eb
-    return (ha + hb if lk.merge == "add" else ha - hb), _inflate(ea + eb + _G2 * rnd, 2)
+    """y = a +/- b of two computed values: the sum of two terms (b negated for sub, which is
+    exact), e_y = e_a + e_b + gamma_2 (|a| + |b|) (:func:`_accumulated`)."""
+    hb, eb = b
+    return _accumulated([a, (hb if lk.merge == "add" else -hb, eb)])
 
 
-def _forward_chain(
-    chain: Chain, P: _Params, x: Tensor, trace: list[_Trace]
-) -> tuple[Tensor, Tensor]:
-    env = {chain.input: (x, torch.zeros_like(x))}
+def _forward_chain(chain: Chain, P: _Params, x: Tensor) -> Env:
+    """(computed value, error bound) of every value of the chain; a link's input in it is all
+    the backward pass needs of the forward one."""
+    env: Env = {chain.input: (x, torch.zeros_like(x))}
     for lk in chain.links:
         if lk.merge is not None:
             env[lk.out] = _merge(lk, env[lk.ins[0]], env[lk.ins[1]])
-            continue
-        h, e = env[lk.ins[0]]
-        trace.append(_Trace(lk, h, e))
-        env[lk.out] = _forward(lk, P, h, e)
-    return env[chain.output]
+        else:
+            env[lk.out] = _forward(lk, P, *env[lk.ins[0]])
+    return env
 
 
 class _SumOfSquares:
@@ -397,8 +397,8 @@ def _backward(
 
 
 def _accumulated(parts: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
-    """The cotangent of a value read by c links: autograd sums their c cotangents in some
-    order, so e = sum e_j + gamma_c sum (|g_j| + 2 e_j)."""
+    """The sum of c computed values (a merge, or the cotangents of a value read by c links,
+    which autograd adds in some order): e = sum e_j + gamma_c sum (|v_j| + 2 e_j)."""
     if len(parts) == 1:
         return parts[0]
     c = len(parts)
@@ -409,27 +409,22 @@ def _accumulated(parts: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
 
 
 def _backward_chain(
-    chain: Chain,
-    trace: list[_Trace],
-    P: _Params,
-    g: Tensor,
-    acc: tuple[_SumOfSquares, _SumOfSquares],
+    chain: Chain, env: Env, P: _Params, g: Tensor, acc: tuple[_SumOfSquares, _SumOfSquares]
 ) -> None:
     """Cotangents from the output back through every link (reverse order); a value read by
     several links gets the sum of their cotangents."""
     cot: dict[str, list[tuple[Tensor, Tensor]]] = {chain.output: [(g, torch.zeros_like(g))]}
-    traces = iter(reversed(trace))
     for lk in reversed(chain.links):
-        tr = None if lk.merge is not None else next(traces)
         parts = cot.pop(lk.out, None)
         if not parts:
             continue  # the output does not depend on this value
         g_out, eg_out = _accumulated(parts)
-        if tr is None:  # a merge: the cotangent passes to both inputs exactly (negated for sub)
+        if lk.merge is not None:  # the cotangent passes to both inputs exactly (negated for sub)
             cot.setdefault(lk.ins[0], []).append((g_out, eg_out))
             g_b = g_out if lk.merge == "add" else -g_out
             cot.setdefault(lk.ins[1], []).append((g_b, eg_out))
             continue
+        tr = _Trace(lk, *env[lk.ins[0]])
         cot.setdefault(lk.ins[0], []).append(_backward(tr, P, g_out, eg_out, acc))
 
 
@@ -443,15 +438,15 @@ def evaluation_error_bound(
         return None
     P = _Params(model, resolve_params(model, params, device=X.device))
     x = X.reshape(X.shape[0], *model.input_shape).to(torch.float64)
-    trace: list[_Trace] = []
     with torch.no_grad():
-        h, e = _forward_chain(chain, P, x, trace)
+        env = _forward_chain(chain, P, x)
+        h, e = env[chain.output]
         output = float(e.norm()) * (1.0 + gamma(e.numel() + 2))
         # backward, one cotangent per output c: g has shape (n, k, *output shape)
         n, k = h.shape[0], math.prod(h.shape[1:])
         g = torch.eye(k, dtype=h.dtype, device=h.device).expand(n, k, k).reshape(n, k, *h.shape[1:])
         acc, absq = _SumOfSquares(h), _SumOfSquares(h)
-        _backward_chain(chain, trace, P, g.clone(), (acc, absq))
+        _backward_chain(chain, env, P, g.clone(), (acc, absq))
     jac = sqrt_up(float(acc.total) * (1.0 + gamma(acc.terms + 2)))
     abs_trace = _up(float(absq.total) * (1.0 + gamma(absq.terms + 2)))
     return EvaluationError(jacobian_fro=_up(jac), output=_up(output), abs_gram_trace=abs_trace)

@@ -92,11 +92,8 @@ def _accepts(m: nn.Module) -> str | None:
         return f"Reduce{m.kind} over {m.axes or 'all axes'} has no running-error bound"
     if isinstance(m, nn.AvgPool2d) and m.divisor_override is not None:
         return "AvgPool2d with divisor_override has no running-error bound"
-    if isinstance(m, (Dense, Conv2d, Bias, Scale, ops.Pad, ops.BatchNormFixed, *POOL_STEPS)):
-        return None
-    if isinstance(m, ops.LayerNormPlain):
-        return None
-    if isinstance(m, LAYOUT_STEPS):
+    accepted = (Dense, Conv2d, Bias, Scale, ops.Pad, ops.BatchNormFixed, ops.LayerNormPlain)
+    if isinstance(m, (*accepted, *POOL_STEPS, *LAYOUT_STEPS)):
         return None
     return f"step {type(m).__name__} has no running-error bound"
 
