@@ -277,11 +277,9 @@ class GraphBuilder(SpatialConverter):
     # ----- reductions -----------------------------------------------------------------------
     def _reduce(self, kind: str, c: Call, since: int) -> None:
         keep = bool(c.attrs.get("keepdims", 1))
-        if self.opset >= since:
-            has = len(c.ins) > 1 and bool(c.ins[1])
-            axes = self.ints(c.ins[1], "axes", c.node) if has else []
-        else:
-            axes = [int(a) for a in c.attrs.get("axes", [])]
+        axes = self.reduce_axes(c.node, since)
+        if axes is None:
+            raise self.unsupported(c.node, "input 'axes' must be a constant")
         if not axes and int(c.attrs.get("noop_with_empty_axes", 0)):
             self.alias[c.out] = self.name(c.ins[0])
             return

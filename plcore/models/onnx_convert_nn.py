@@ -161,16 +161,23 @@ class SpatialConverter(graph.GraphState):
                 )
         return None
 
-    def _reduce_axes(self, node: onnx.NodeProto) -> tuple[int, ...] | None:
-        """ReduceMean's axes (attribute before opset 18, a constant input since), keepdims 1."""
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        if int(attrs.get("keepdims", 1)) != 1:
+    def reduce_axes(self, node: onnx.NodeProto, since: int) -> list[int] | None:
+        """The axes of a Reduce* node: its attribute before opset ``since``, its constant second
+        input from then on ([] when absent); None when that input is not a constant."""
+        if self.opset < since:
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            return [int(a) for a in attrs.get("axes", [])]
+        if len(node.input) < 2 or not node.input[1]:
+            return []
+        if not self.is_const(node.input[1]):
             return None
-        if self.opset >= 18:
-            if len(node.input) < 2 or not self.is_const(node.input[1]):
-                return None
-            return tuple(int(v) for v in self.val(node.input[1]).reshape(-1).tolist())
-        return tuple(int(a) for a in attrs.get("axes", []))
+        return [int(v) for v in self.val(node.input[1]).reshape(-1).tolist()]
+
+    def _mean_axes(self, node: onnx.NodeProto) -> tuple[int, ...] | None:
+        """ReduceMean's axes when it keeps the reduced dimensions, else None."""
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        axes = self.reduce_axes(node, since=18)
+        return tuple(axes) if axes is not None and int(attrs.get("keepdims", 1)) == 1 else None
 
     def _pattern_next(self, value: str, op: str) -> tuple[int, onnx.NodeProto] | None:
         found = self.single_consumer(value)
@@ -179,7 +186,7 @@ class SpatialConverter(graph.GraphState):
     def fuse_layernorm(self, node: onnx.NodeProto) -> bool:
         """Emit one LayerNormPlain for a decomposed LayerNorm starting at this ReduceMean
         (module docstring); False, converting nothing, when the pattern does not match."""
-        x, axes = node.input[0], self._reduce_axes(node)
+        x, axes = node.input[0], self._mean_axes(node)
         if not axes or sorted(axes) != list(range(-len(axes), 0)) or len(axes) >= self.val(x).ndim:
             return False
         sub = self._pattern_next(node.output[0], "Sub")
@@ -193,7 +200,7 @@ class SpatialConverter(graph.GraphState):
         if pw.op_type != "Pow" or pw.input[0] != d or self._constant_node_scalar(pw.input[1]) != 2:
             return False
         var = self._pattern_next(pw.output[0], "ReduceMean")
-        if var is None or self._reduce_axes(var[1]) != axes:
+        if var is None or self._mean_axes(var[1]) != axes:
             return False
         add = self._pattern_next(var[1].output[0], "Add")
         if add is None:
