@@ -143,6 +143,25 @@ class ProjectionDigitsCNN(nn.Module):
         return self.head(self.pool(h).flatten(1))
 
 
+class InceptionDigitsCNN(nn.Module):
+    """conv 3x3 (1->a) tanh, then an Inception block: a 1x1 branch (a->b) and a 3x3 branch
+    (a->b), each with tanh, joined along the channels (Concat, 2b channels), avgpool 2, linear
+    (32b -> 10): 1,698 parameters at a = 8, b = 4. ONNX only: no JSON spec joins branches."""
+
+    def __init__(self, a: int = 8, b: int = 4) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(1, a, 3, padding=1)
+        self.b1 = nn.Conv2d(a, b, 1)
+        self.b3 = nn.Conv2d(a, b, 3, padding=1)
+        self.pool = nn.AvgPool2d(2)
+        self.head = nn.Linear(2 * b * 4 * 4, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = torch.tanh(self.c1(x))
+        h = torch.cat([torch.tanh(self.b1(h)), torch.tanh(self.b3(h))], dim=1)
+        return self.head(self.pool(h).flatten(1))
+
+
 class LayerNormDigitsMLP(nn.Module):
     """linear (64->128), LayerNorm(128), tanh, linear (128->10): 9,866 parameters; its ONNX
     export (opset 17) has a LayerNormalization node."""
@@ -258,6 +277,15 @@ def projection_cnn_cases(n: int, standardize: bool = True) -> list[Case]:
     data = digits(n, image=True, standardize=standardize)
     onnx = load_model(export(source, tuple(data.X.shape[1:])), format="onnx")
     return [Case("projcnn-onnx", onnx, source, data)]
+
+
+def inception_cnn_cases(n: int, standardize: bool = True) -> list[Case]:
+    """The ONNX route only (no JSON spec expresses a Concat)."""
+    torch.manual_seed(0)
+    source = InceptionDigitsCNN().double()
+    data = digits(n, image=True, standardize=standardize)
+    onnx = load_model(export(source, tuple(data.X.shape[1:])), format="onnx")
+    return [Case("inccnn-onnx", onnx, source, data)]
 
 
 def residual_cnn_cases(n: int, standardize: bool = True) -> list[Case]:

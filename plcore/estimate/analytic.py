@@ -286,6 +286,9 @@ def _chunk_pass(
                 v = st.fn(z[st.inputs[0]], get(st))
             elif st.kind == "add":
                 v = z[st.inputs[0]] + z[st.inputs[1]]
+            elif st.kind == "concat":
+                assert st.fn is not None
+                v = st.fn(*(z[i] for i in st.inputs))
             elif st.kind == "norm":
                 xin = z[st.inputs[0]]
                 v = ops.LayerNormPlain(st.axis % xin.ndim, st.eps)(xin)
@@ -405,6 +408,9 @@ def _forward_errors(
             a, b = st.inputs
             e.append((e[a] + e[b] + U64 * (zn[a] + zn[b] + e[a] + e[b])) * (1 + 4 * U64))
             continue
+        if st.kind == "concat":  # exact copies: the error vectors are joined
+            e.append(_joined_norm([e[i] for i in st.inputs]))
+            continue
         x = st.inputs[0]
         base = zn[x] + e[x]
         c = const[j]
@@ -439,6 +445,13 @@ def _forward_errors(
     return e
 
 
+def _joined_norm(parts: list[Tensor]) -> Tensor:
+    """>= sqrt(sum_i parts_i^2), the norm of joined vectors from their norms (per sample): the
+    squares, the sum and the root round by at most gamma_{m+2} relative."""
+    total = sum((p * p for p in parts[1:]), parts[0] * parts[0])
+    return total.sqrt() * (1 + gamma(len(parts) + 3))
+
+
 def _shift_norm(shift: Tensor, numel: int) -> float:
     """||bc(c)|| for a constant broadcast against one sample of ``numel`` entries."""
     c = shift.reshape(-1)
@@ -468,7 +481,7 @@ def _backward_errors(
         base = lam[j] + delta[j]
         c = const[j]
         s = abs(st.scale)
-        if st.kind == "add":
+        if st.kind in ("add", "concat"):  # each input gets lambda_j or a slice of it, exactly
             for i in st.inputs:
                 delta[i] = delta[i] + delta[j]
                 contrib[i] = contrib[i] + base
@@ -562,6 +575,10 @@ def _on_ball(c: _Centre, model: Model, X: Tensor, rho: float) -> AnalyticBound:
         elif st.kind == "add":
             i1, i2 = st.inputs
             z_w, t, sec = Z[i1] + Z[i2], T[i1] + T[i2], S[i1] + S[i2]
+        elif st.kind == "concat":  # ||(a, b)||^2 = ||a||^2 + ||b||^2 for every derivative
+            z_w = _joined_norm([Z[i] for i in st.inputs])
+            t = _joined_norm([T[i] for i in st.inputs])
+            sec = _joined_norm([S[i] for i in st.inputs])
         else:
             x = st.inputs[0]
             if st.kind == "weight":
@@ -627,7 +644,7 @@ def _on_ball(c: _Centre, model: Model, X: Tensor, rho: float) -> AnalyticBound:
         posterior_won += int((c.aic[j] + rho * L[j] < Ai_acc[j]).sum())
         k = c.const[j]
         s = abs(st.scale)
-        if st.kind == "add":
+        if st.kind in ("add", "concat"):  # lambda_i = lambda_j, or a slice of it
             for i in st.inputs:
                 A2_acc[i] += a2
                 Ai_acc[i] += ai

@@ -15,6 +15,7 @@ Steps (each takes the values of earlier steps; step 0 is the input):
 * ``map``     a fixed affine map y = P x + c with known norms (pooling, layout, padding with 0,
   multiplication by a constant, a constant shift, batch normalisation with stored statistics)
 * ``add``     y = x1 + x2 (residual connections)
+* ``concat``  y = (x1, ..., xm) joined along a non-batch axis (ONNX Concat of computed values)
 * ``norm``    y = (x - mean) / sqrt(var + eps) over trailing axes (LayerNorm, no affine part)
 
 Anything else (ReLU, max pooling, a product of two computed values, softmax, attention, shared
@@ -66,7 +67,8 @@ class Step:
 
     ``module`` is the layer holding the trainable tensor (``weight``, ``bias``, ``scale``) or the
     Activation; ``attr`` the tensor's attribute on it; ``scale`` s or t; ``fn`` evaluates the
-    step given its input(s) and, for trainable steps, the tensor; ``shift`` is the constant part
+    step given its input(s) (all of them, in order, for ``concat``) and, for trainable steps, the
+    tensor; ``shift`` is the constant part
     of a ``map`` step (broadcast against one sample; None when linear); ``axis`` the first
     normalised axis of a ``norm`` step (of the batched value, negative: from the end); ``eps``
     its epsilon; ``where`` names the source layer.
@@ -274,6 +276,13 @@ class _Builder:
                     at[out] = self.step(Step("add", (a, neg), where))
                 else:
                     raise Refused(f"{where}: {step.kind} of two computed values is not covered")
+                continue
+            if isinstance(step, ops.Concat):
+                if len(moving) != len(ins):
+                    raise Refused(f"{where}: Concat of a computed value with a constant")
+                if step.axis == 0:  # a negative axis that lands on 0 fails the centre's check
+                    raise Refused(f"{where}: Concat along the sample axis")
+                at[out] = self.step(Step("concat", tuple(at[i] for i in ins), where, fn=step))
                 continue
             if len(moving) != 1:
                 raise Refused(

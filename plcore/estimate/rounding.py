@@ -49,15 +49,17 @@ Image links (Conv2d, pooling, Pad, BatchNormFixed, layout permutations) are in
 :mod:`plcore.estimate.rounding_spatial`, the LayerNorm normalisation in
 :mod:`plcore.estimate.rounding_norm`. A merge y = a +/- b of two computed values (residual
 connections, projection shortcuts, parallel branches): e_y = e_a + e_b + gamma_2 (|a| + |b|),
-and backwards both inputs get the cotangent exactly. A value read by c links gets the sum of
+and backwards both inputs get the cotangent exactly. A join (Concat) copies its inputs: the
+output's error bound is the inputs' bounds joined, and backwards each input gets its slice of the
+cotangent and of its bound, exactly. A value read by c links gets the sum of
 their cotangents, which autograd forms in some order: e = sum_j e_j + gamma_c sum_j (|g_j| +
 2 e_j). The pass also returns T >= sum_i || |J|_i ||^2 with positional sums in absolute values,
 which bounds the Gram rounding of kernels that sum over positions
 (:func:`plcore.estimate.spectral.certified_spectrum`).
 
 Scope: the graphs of :mod:`plcore.estimate.rounding_chain` (JSON MLP and layer-list specs, ONNX
-graphs of the covered steps with any fan-out and merges by addition, any layers frozen). Other
-models (ReLU, max pooling, Softmax, products of computed values) have no running-error bound
+graphs of the covered steps with any fan-out, merges by addition and joins, any layers frozen).
+Other models (ReLU, max pooling, Softmax, products of computed values) have no running-error bound
 here: :func:`evaluation_error_bound` returns None and the rigorous tier is refused for them
 (:func:`evaluation_bound_refusal` says why).
 """
@@ -270,12 +272,34 @@ def _merge(lk: Link, a: tuple[Tensor, Tensor], b: tuple[Tensor, Tensor]) -> tupl
     return _accumulated([a, (hb if lk.merge == "add" else -hb, eb)])
 
 
+def _join_axis(lk: Link, ndim: int) -> int:
+    assert isinstance(lk.module, ops.Concat)
+    return lk.module.axis % ndim
+
+
+def _join(lk: Link, parts: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    """A Concat copies its inputs: the values and their error bounds are joined, exactly."""
+    axis = _join_axis(lk, parts[0][0].ndim)
+    return torch.cat([p[0] for p in parts], dim=axis), torch.cat([p[1] for p in parts], dim=axis)
+
+
+def _split(lk: Link, env: Env, g: Tensor, eg: Tensor) -> list[tuple[Tensor, Tensor]]:
+    """The cotangent of a Concat's output (n, k, *shape: one row per output) and its bound, cut
+    into the inputs' slices, exactly (the transpose of a join)."""
+    first = env[lk.ins[0]][0]
+    axis = _join_axis(lk, first.ndim)
+    sizes = [int(env[i][0].shape[axis]) for i in lk.ins]
+    return list(zip(g.split(sizes, dim=axis + 1), eg.split(sizes, dim=axis + 1), strict=True))
+
+
 def _forward_chain(chain: Chain, P: _Params, x: Tensor) -> Env:
     """(computed value, error bound) of every value of the chain; a link's input in it is all
     the backward pass needs of the forward one."""
     env: Env = {chain.input: (x, torch.zeros_like(x))}
     for lk in chain.links:
-        if lk.merge is not None:
+        if lk.merge == "concat":
+            env[lk.out] = _join(lk, [env[i] for i in lk.ins])
+        elif lk.merge is not None:
             env[lk.out] = _merge(lk, env[lk.ins[0]], env[lk.ins[1]])
         else:
             env[lk.out] = _forward(lk, P, *env[lk.ins[0]])
@@ -419,6 +443,10 @@ def _backward_chain(
         if not parts:
             continue  # the output does not depend on this value
         g_out, eg_out = _accumulated(parts)
+        if lk.merge == "concat":
+            for i, part in zip(lk.ins, _split(lk, env, g_out, eg_out), strict=True):
+                cot.setdefault(i, []).append(part)
+            continue
         if lk.merge is not None:  # the cotangent passes to both inputs exactly (negated for sub)
             cot.setdefault(lk.ins[0], []).append((g_out, eg_out))
             g_b = g_out if lk.merge == "add" else -g_out

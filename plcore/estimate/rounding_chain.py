@@ -1,10 +1,10 @@
 """The graph that :mod:`plcore.estimate.rounding` bounds: a model as a list of links.
 
 A link is one step v_out = step(v_in[, constant]) on named values of shape (n, ...) (flat vectors
-or images (n, C, H, W)), or a merge v_out = v_a + v_b (or v_a - v_b) of two computed values of the
-same shape; the links are in an order where every value is computed before it is read, and a
-value may be read by any number of links (its cotangent is then the sum of theirs). Accepted
-steps:
+or images (n, C, H, W)), a merge v_out = v_a + v_b (or v_a - v_b) of two computed values of the
+same shape, or a join v_out = (v_1, ..., v_m) of computed values along a non-batch axis (Concat);
+the links are in an order where every value is computed before it is read, and a value may be
+read by any number of links (its cotangent is then the sum of theirs). Accepted steps:
 
 * parameterized layers :class:`~plcore.models.layers.Dense` (on flat values),
   :class:`~plcore.models.layers.Conv2d` (any stride, padding, dilation, groups),
@@ -22,13 +22,15 @@ steps:
   Unsqueeze; checked on a probe of index values);
 * merges: ONNX ``Binary`` add / sub of two computed values of one shape (residual connections,
   projection shortcuts, parallel branches), and the JSON ``Residual`` y = x + block(x), whose
-  block's links read x.
+  block's links read x;
+* joins: ONNX ``Concat`` of computed values along an axis other than the sample axis (Inception
+  and DenseNet blocks, concatenated feature branches).
 
 No parameter may be used by two links (a shared parameter's Jacobian column is the sum of the
 links' columns, which the per-link bound does not add up). Sources: ``nn.Sequential`` (JSON
 specs) and the ONNX interpreter :class:`~plcore.models.onnx_graph.OnnxGraphModule`. Anything else
-(ReLU, max pooling, Softmax, a product or quotient of two computed values, Concat, broadcasting
-merges) gives a reason instead of a graph.
+(ReLU, max pooling, Softmax, a product or quotient of two computed values, broadcasting merges,
+a Concat with a constant or along the sample axis) gives a reason instead of a graph.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ class Link:
     """One link: ``module`` reads the values ``ins`` and writes ``out``; ``const`` is the constant
     operand of a Binary step and ``const_first`` whether it is the left operand; ``merge``
     ("add" / "sub") marks ins[0] +/- ins[1] of two computed values (``module`` then only names
-    the step)."""
+    the step), "concat" the join of all ``ins`` along ``module.axis`` (an ``ops.Concat``)."""
 
     module: nn.Module
     ins: tuple[str, ...]
@@ -148,6 +150,10 @@ def _graph_links(g: OnnxGraphModule) -> tuple[list[Link] | None, str]:
             if step.kind not in ("add", "sub"):
                 return None, f"ONNX step {key} ({step.kind}) of two computed values has no bound"
             links.append(Link(step, moving, out, merge=step.kind))
+        elif isinstance(step, ops.Concat):
+            if len(moving) != len(ins):
+                return None, f"ONNX step {key} concatenates a computed value with a constant"
+            links.append(Link(step, moving, out, merge="concat"))
         elif len(moving) != 1:
             return None, f"ONNX step {key} reads {len(moving)} computed values"
         elif isinstance(step, ops.Binary):
@@ -194,6 +200,12 @@ def _probe(chain: Chain, x: Tensor) -> str | None:
         if any(i not in env for i in lk.ins):
             return f"a value read by step {type(lk.module).__name__} is not computed before it"
         m, h = lk.module, env[lk.ins[0]]
+        if lk.merge == "concat":
+            assert isinstance(m, ops.Concat)
+            if m.axis % h.ndim == 0:
+                return "a Concat joins values along the sample axis"
+            env[lk.out] = m(*(env[i] for i in lk.ins))
+            continue
         if lk.merge is not None:
             other = env[lk.ins[1]]
             if other.shape != h.shape:

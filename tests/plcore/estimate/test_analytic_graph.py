@@ -166,18 +166,32 @@ def test_batchnorm_onnx_model_is_sound() -> None:
 
 def _onnx_graph_cases() -> dict[str, tuple[nn.Module, tuple[int, ...], int]]:
     """name -> (torch module, input shape, opset): graphs the running-error bound now covers."""
-    from tests.plcore.estimate.test_rounding_chain import _ProjectionBlock, _TwoBranches
+    from tests.plcore.estimate.test_rounding_chain import (
+        _DenseJoin,
+        _InceptionBlock,
+        _ProjectionBlock,
+        _TwoBranches,
+    )
     from tests.plcore.models.test_onnx_convert_nn import _VectorLN
 
     return {
         "projection_shortcut": (_ProjectionBlock(), (1, 5, 5), 17),
         "parallel_branches": (_TwoBranches(), (1, 5, 5), 17),
         "decomposed_layernorm_op13": (_VectorLN(), (4,), 13),
+        "concat_channels": (_InceptionBlock(), (1, 5, 5), 17),
+        "concat_rows_with_its_input": (_DenseJoin(), (1, 5, 5), 17),
     }
 
 
 @pytest.mark.parametrize(
-    "name", ["projection_shortcut", "parallel_branches", "decomposed_layernorm_op13"]
+    "name",
+    [
+        "projection_shortcut",
+        "parallel_branches",
+        "decomposed_layernorm_op13",
+        "concat_channels",
+        "concat_rows_with_its_input",
+    ],
 )
 def test_onnx_graphs_with_merges_and_a_decomposed_layernorm_are_sound(name: str) -> None:
     torch_model, shape, opset = _onnx_graph_cases()[name]
@@ -188,6 +202,36 @@ def test_onnx_graphs_with_merges_and_a_decomposed_layernorm_are_sound(name: str)
         assert torch.allclose(model.module(X).reshape(3, -1), torch_model(X), atol=1e-12)
     ratio_h, ratio_j = _check_sound(model, X, RHO)
     print(f"{name}: bound / brute force = {ratio_h:.3g} (Hessian), {ratio_j:.3g} (Jacobian)")
+
+
+class _LinearTwice(nn.Module):
+    """f = (W2 W1 x, W2 W1 x): a two-layer linear map joined with itself. On one sample both
+    recursions are tight at the centre: sup ||J|| = sqrt(2 (||W1 x||^2 + ||W2||^2 ||x||^2)) and
+    sup ||H_F[u, u]|| = sqrt(2) ||x|| (u splits evenly between W1 and W2, each of rank one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(26)
+        self.l1, self.l2 = nn.Linear(3, 4, bias=False), nn.Linear(4, 2, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.l2(self.l1(x))
+        return torch.cat([y, y], dim=1)
+
+
+def test_join_bound_is_tight_where_the_exact_norms_are_known() -> None:
+    """Soundness alone cannot see a join that drops a branch (the other bounds have slack); on
+    this net the bounds must equal the brute-force norms, so a join whose forward bound reads
+    one input, or whose backward pass skips an input, falls below them."""
+    model = load_model(export(_LinearTwice().double(), (3,)), format="onnx")
+    X = _inputs(model, 1, 4)
+    w0 = model.flat_params()
+    bound = beta_upper_bound(model, X, 1e-9)
+    assert bound is not None, bound_refusal(model)
+    h, j = _hessian_norm(model, X, w0), _jac_norm(model, X, w0)
+    assert math.isclose(h, math.sqrt(2.0) * float(X.norm()), rel_tol=1e-6)
+    assert h <= bound.beta_upper <= 1.001 * h
+    assert j <= bound.jacobian_upper <= 1.001 * j
 
 
 # ----- the same bound from both routes ------------------------------------------------------

@@ -124,6 +124,13 @@ def _add(a: Any, b: Any) -> Any:
     return a + b
 
 
+def _join(a: Any, b: Any, depth: int) -> Any:
+    """Concatenation of two nested lists at nesting ``depth`` (0: the first per-sample axis)."""
+    if depth == 0:
+        return list(a) + list(b)
+    return [_join(u, v, depth - 1) for u, v in zip(a, b, strict=True)]
+
+
 def _run(ops: Sequence[Op], p: Params, x: Any) -> list[Num]:
     """The net of ``ops`` on one sample, in mp arithmetic (the test's own interpreter)."""
     for op in ops:
@@ -154,6 +161,8 @@ def _run(ops: Sequence[Op], p: Params, x: Any) -> list[Num]:
             x = _add(_run(op[1], p, x), _run(op[2], p, x))
         elif kind == "diff":  # ("diff", ops of one branch, ops of the other): first - second
             x = _add(_run(op[1], p, x), _map(lambda v: -v, _run(op[2], p, x)))
+        elif kind == "cat":  # ("cat", depth, ops of one branch, ops of the other): joined lists
+            x = _join(_run(op[2], p, x), _run(op[3], p, x), op[1])
         elif kind == "flatten":
             x = [v for pl in x for r in pl for v in r]
         elif kind == "linear":  # ("linear", name, s, t)
