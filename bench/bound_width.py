@@ -1,19 +1,23 @@
 """How the proven beta bound and the estimate scale with width (issue 9, item 2).
 
-``python -m bench.bound_width [--widths 256 512 ...] [--depths 2 3] [--lift-param-cap]``
-certifies nothing: for NTK
-tanh MLPs (16 inputs on the unit sphere, n = 8, one linear output) it computes the proven bound
-of sup ||H_F|| on B(w0, 1) (:func:`plcore.estimate.analytic.beta_upper_bound`) and the power-method
-estimate of ||H_F(w0)|| (a lower estimate), fits log-log slopes against width, and prints a
-markdown table (copied into docs/theory.md, section 16). ``--lift-param-cap`` lifts the JSON
-spec's 50M-parameter cap (a service safety limit) for this run, for widths 8192 (depth 2: 67M
-parameters) and 16384 (268M; about 2 GiB per float64 copy of w).
+``python -m bench.bound_width [--widths 256 512 ...] [--depths 2 3] [--lift-param-cap] [--terms]``
+certifies nothing: for NTK tanh MLPs (16 inputs on the unit sphere, n = 8, one linear output) it
+computes the proven bound of sup ||H_F|| on B(w0, 1)
+(:func:`plcore.estimate.analytic.beta_upper_bound`) and the power-method estimate of ||H_F(w0)|| (a
+lower estimate), fits log-log slopes against width, and prints a markdown table (copied into
+docs/theory.md, section 16). ``--terms`` prints instead which part of the bound shrinks how: the
+bound at rho = 1, its centre part (rho = 0) and the rest (the Lipschitz part), and max_i
+|lambda_j[i]| sqrt(width) at the centre for every hidden activation j, next to sqrt(2 ln width) (the
+scale of the largest of width Gaussian entries). ``--lift-param-cap`` lifts the JSON spec's
+50M-parameter cap (a service safety limit) for this run, for widths 8192 (depth 2: 67M parameters)
+and 16384 (268M; about 2 GiB per float64 copy of w).
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import time
 
 import numpy as np
@@ -53,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--bound-max-params", type=int, default=300_000_000, help="skip larger models entirely"
     )
+    ap.add_argument("--terms", action="store_true", help="the centre / Lipschitz split instead")
     args = ap.parse_args(argv)
     if args.lift_param_cap:
         import plcore.models.spec_schema as schema
@@ -61,6 +66,9 @@ def main(argv: list[str] | None = None) -> None:
     g = torch.Generator().manual_seed(0)
     X = torch.randn(8, 16, generator=g, dtype=torch.float64)
     X = X / X.norm(dim=1, keepdim=True)
+    if args.terms:
+        _terms(X, args.depths, args.widths, args.bound_max_params)
+        return
     print("| depth | width | params | proven bound | estimate | ratio | bound time (s) |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     slopes = []
@@ -97,6 +105,35 @@ def main(argv: list[str] | None = None) -> None:
     print("|---:|---:|---:|")
     for depth, sb, se in slopes:
         print(f"| {depth} | {sb} | {se} |")
+
+
+def _terms(X: torch.Tensor, depths: list[int], widths: list[int], max_params: int) -> None:
+    print(
+        "| depth | width | bound (rho = 1) | centre part | Lipschitz part "
+        "| sup sqrt(m), per layer | sqrt(2 ln m) |"
+    )
+    print("|---:|---:|---:|---:|---:|---|---:|")
+    for depth, width in itertools.product(depths, widths):
+        if _n_params(width, depth) > max_params:
+            continue
+        model = load_model(_spec(width, depth))
+        cache: dict[str, object] = {}
+        full = beta_upper_bound(model, X, 1.0, norm_cache=cache)
+        centre = beta_upper_bound(model, X, 0.0, norm_cache=cache)
+        assert full is not None and centre is not None
+        c = cache["centre"]
+        sups = [
+            float(c.aic[j].max()) * math.sqrt(width)  # type: ignore[attr-defined]
+            for j, st in enumerate(c.graph.steps)  # type: ignore[attr-defined]
+            if st.kind == "act"
+        ]
+        print(
+            f"| {depth} | {width} | {full.beta_upper:.4g} | {centre.beta_upper:.4g} | "
+            f"{full.beta_upper - centre.beta_upper:.4g} | "
+            f"{' / '.join(f'{v:.2f}' for v in sups)} | {math.sqrt(2 * math.log(width)):.2f} |",
+            flush=True,
+        )
+        del model, cache, c
 
 
 def _n_params(width: int, depth: int) -> int:
