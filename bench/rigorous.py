@@ -270,22 +270,23 @@ def layernorm_mlp_cases(n: int, standardize: bool = True) -> list[Case]:
     return _cases("lnmlp", source, LAYERNORM_MLP_SPEC, data)
 
 
-def projection_cnn_cases(n: int, standardize: bool = True) -> list[Case]:
-    """The ONNX route only (no JSON spec expresses a projection shortcut)."""
+def _onnx_image_case(name: str, cls: type[nn.Module], n: int, standardize: bool) -> list[Case]:
+    """The ONNX route only, for image models that no JSON spec expresses."""
     torch.manual_seed(0)
-    source = ProjectionDigitsCNN().double()
+    source = cls().double()
     data = digits(n, image=True, standardize=standardize)
     onnx = load_model(export(source, tuple(data.X.shape[1:])), format="onnx")
-    return [Case("projcnn-onnx", onnx, source, data)]
+    return [Case(f"{name}-onnx", onnx, source, data)]
+
+
+def projection_cnn_cases(n: int, standardize: bool = True) -> list[Case]:
+    """ONNX only: the JSON residual keeps the shape, so it has no projection shortcut."""
+    return _onnx_image_case("projcnn", ProjectionDigitsCNN, n, standardize)
 
 
 def inception_cnn_cases(n: int, standardize: bool = True) -> list[Case]:
-    """The ONNX route only (no JSON spec expresses a Concat)."""
-    torch.manual_seed(0)
-    source = InceptionDigitsCNN().double()
-    data = digits(n, image=True, standardize=standardize)
-    onnx = load_model(export(source, tuple(data.X.shape[1:])), format="onnx")
-    return [Case("inccnn-onnx", onnx, source, data)]
+    """ONNX only: no JSON spec joins branches (Concat)."""
+    return _onnx_image_case("inccnn", InceptionDigitsCNN, n, standardize)
 
 
 def residual_cnn_cases(n: int, standardize: bool = True) -> list[Case]:
