@@ -446,8 +446,9 @@ def _forward_errors(
 
 
 def _joined_norm(parts: list[Tensor]) -> Tensor:
-    """>= sqrt(sum_i parts_i^2), the norm of joined vectors from their norms (per sample): the
-    squares, the sum and the root round by at most gamma_{m+2} relative."""
+    """>= sqrt(sum_i parts_i^2), the norm of joined vectors from their norms (per sample): the m
+    squares, their sum and the root round by less than gamma_{m+2} relative, and the factor
+    1 + gamma_{m+3} covers that and its own rounding."""
     total = sum((p * p for p in parts[1:]), parts[0] * parts[0])
     return total.sqrt() * (1 + gamma(len(parts) + 3))
 

@@ -68,10 +68,9 @@ class Step:
     ``module`` is the layer holding the trainable tensor (``weight``, ``bias``, ``scale``) or the
     Activation; ``attr`` the tensor's attribute on it; ``scale`` s or t; ``fn`` evaluates the
     step given its input(s) (all of them, in order, for ``concat``) and, for trainable steps, the
-    tensor; ``shift`` is the constant part
-    of a ``map`` step (broadcast against one sample; None when linear); ``axis`` the first
-    normalised axis of a ``norm`` step (of the batched value, negative: from the end); ``eps``
-    its epsilon; ``where`` names the source layer.
+    tensor; ``shift`` is the constant part of a ``map`` step (broadcast against one sample; None
+    when linear); ``axis`` the first normalised axis of a ``norm`` step (of the batched value,
+    negative: from the end); ``eps`` its epsilon; ``where`` names the source layer.
     """
 
     kind: str
