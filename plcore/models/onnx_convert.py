@@ -84,6 +84,8 @@ class GraphBuilder(SpatialConverter):
         elif op in _UNARY_OPS:
             self.emit(ops.Unary(_UNARY_OPS[op]), c.ins[:1], c.out)
         elif op in _BINARY_OPS:
+            if self.fuse_gelu(node):
+                return
             self.binary(_BINARY_OPS[op], c.ins[0], c.ins[1], c.out)
         elif op in _ATTRIBUTE_OPS:
             factory, n_ins = _ATTRIBUTE_OPS[op]

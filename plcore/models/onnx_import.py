@@ -15,7 +15,9 @@ Supported operators (default domain, opsets 13 to 23; tested at 13 to 21)
     ReduceSum. Anything else raises :class:`UnsupportedOperatorError` naming the op, the opset
     and the node. The per-op conversion is :mod:`plcore.models.onnx_convert`; the LayerNorm that
     exports before opset 17 write out in ReduceMean / Sub / Pow / Sqrt / Div becomes one
-    normalisation step (:mod:`plcore.models.onnx_convert_nn`), like LayerNormalization.
+    normalisation step (:mod:`plcore.models.onnx_convert_nn`), like LayerNormalization, and the
+    exact GELU that exports before opset 20 write out in Div / Erf / Add / Mul one GELU
+    activation, like Gelu.
 
 Activations and smoothness
     ``Model.activations`` lists the elementwise activations met (Gelu approximate="tanh" as

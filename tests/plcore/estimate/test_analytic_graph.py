@@ -50,6 +50,15 @@ SPECS: dict[str, dict[str, object]] = {
         "parameterization": "standard",
         "seed": 2,
     },
+    "gelu_mlp": {
+        "type": "mlp",
+        "input_dim": 3,
+        "widths": [5, 4],
+        "output_dim": 2,
+        "activation": "gelu",
+        "parameterization": "standard",
+        "seed": 5,
+    },
     "cnn_stride_pool": {
         "type": "layers",
         "input_shape": [1, 6, 6],
@@ -275,6 +284,17 @@ class _TorchMLP(nn.Module):
         return torch.tanh(self.l3(nn.functional.softplus(self.l2(h))))
 
 
+class _TorchGeluMLP(nn.Module):
+    """nn.GELU, which torch exports before opset 20 as Div, Erf, Add, Mul, Mul."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.l1, self.l2, self.l3 = nn.Linear(3, 5), nn.Linear(5, 4), nn.Linear(4, 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.l3(nn.functional.gelu(self.l2(nn.functional.gelu(self.l1(x)))))
+
+
 def _json_with_torch_weights(spec: dict[str, object], module: nn.Module) -> Model:
     """The JSON model with the torch module's parameters (same order: weights, then biases,
     layer by layer; the LayerNorm's gamma and beta after its input layer)."""
@@ -292,6 +312,7 @@ ROUTES: dict[str, tuple[str, Callable[[], nn.Module]]] = {
     "conv_stride_padding_avgpool": ("cnn_stride_pool", _TorchCNN),
     "residual_layernorm_global_pool": ("residual_layernorm_global_pool", _TorchResidual),
     "mlp_output_activation": ("deep_mlp_standard_out_act", _TorchMLP),
+    "mlp_decomposed_gelu": ("gelu_mlp", _TorchGeluMLP),
 }
 
 

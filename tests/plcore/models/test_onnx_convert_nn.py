@@ -1,14 +1,17 @@
-"""The decomposed LayerNorm of exports before opset 17 becomes one normalisation step.
+"""The decomposed LayerNorm of exports before opset 17 becomes one normalisation step, and the
+decomposed exact GELU of exports before opset 20 one GELU activation.
 
 Checked against the torch source module (outputs and the tangent kernel from torch.func), and
 against hand-built graphs whose near-miss patterns must stay decomposed and still compute the
-graph's own function (a reference written here in torch).
+graph's own function (a reference written here in torch). The GELU constant's rounding is
+checked in 50-digit arithmetic.
 """
 
 from __future__ import annotations
 
 import math
 
+import mpmath
 import numpy as np
 import onnx
 import pytest
@@ -21,6 +24,7 @@ from plcore.estimate.rounding import evaluation_bound_refusal, evaluation_error_
 from plcore.kernel import tangent_kernel
 from plcore.models import onnx_ops as ops
 from plcore.models.base import Model
+from plcore.models.layers import Activation
 from plcore.models.onnx_import import load_onnx_model
 from tests.plcore.models.torch_oracles import export, torch_kernel
 
@@ -204,3 +208,140 @@ def test_only_the_exact_pattern_is_fused_and_every_graph_keeps_its_function(
     want = _reference(X, W, exponent, bool(kwargs.get("third_use", False)))
     with torch.no_grad():
         torch.testing.assert_close(model.module(X).reshape(4, 2), want, rtol=0, atol=1e-13)
+
+
+# ----- the decomposed exact GELU ------------------------------------------------------------
+
+
+class _GeluMLP(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(4, 6), nn.Linear(6, 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(nn.functional.gelu(self.fc1(x)))
+
+
+class _GeluCNN(nn.Module):
+    """GELU on an image and inside a residual block (x read by the GELU pattern twice)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(2, 2, 3, padding=1)
+        self.fc = nn.Linear(50, 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = nn.functional.gelu(self.c1(x))
+        return self.fc((h + nn.functional.gelu(self.c2(h))).flatten(1))
+
+
+GELU_CASES = {"vector": (_GeluMLP, (4,)), "image": (_GeluCNN, (1, 5, 5))}
+
+
+def _activations(model: Model) -> list[str]:
+    return [m.name for m in model.module.steps.values() if isinstance(m, Activation)]
+
+
+@pytest.mark.parametrize("opset", [13, 17])
+@pytest.mark.parametrize("name", sorted(GELU_CASES))
+def test_decomposed_gelu_is_one_activation_with_the_source_modules_function_and_kernel(
+    name: str, opset: int
+) -> None:
+    cls, shape = GELU_CASES[name]
+    torch.manual_seed(13)
+    src = cls().double().eval()
+    data = export(src, shape, opset=opset)
+    assert "Erf" in [n.op_type for n in onnx.load_from_string(data).graph.node]
+    model = load_onnx_model(data)
+    assert _activations(model) == ["gelu", "gelu"][: 1 if name == "vector" else 2]
+    assert "Binary" not in _steps(model) or name == "image"  # the image case keeps its Add
+    X = torch.randn(3, *shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(model.module(X).reshape(3, -1), src(X), rtol=0, atol=1e-14)
+    names = list(model.metadata["parameter_sources"].values())
+    K = tangent_kernel(model, X)
+    torch.testing.assert_close(K, torch_kernel(src, X, names), rtol=1e-12, atol=1e-13)
+    assert evaluation_bound_refusal(model) is None
+    assert bound_refusal(model) is None
+
+
+def test_gelu_constant_rounding_moves_the_function_by_less_than_a_third_of_u() -> None:
+    """The exported constant is sqrt(2) rounded to float64: max_x 0.5 |x| |erf(x / c) -
+    erf(x / sqrt(2))| < 0.3 * 2^-53, on a grid around the maximiser x = +-2 (50 digits); the same
+    for the factor 1 / sqrt(2)."""
+    mpmath.mp.dps = 50
+    u = mpmath.mpf(2) ** -53
+    root2 = mpmath.sqrt(2)
+    for c in (mpmath.mpf(math.sqrt(2.0)), 1 / mpmath.mpf(math.sqrt(0.5))):
+        assert abs(c / root2 - 1) <= u
+        worst = max(
+            abs(x / 2 * (mpmath.erf(x / c) - mpmath.erf(x / root2)))
+            for x in (mpmath.mpf(k) / 100 for k in range(-600, 601))
+        )
+        assert worst < mpmath.mpf("0.3") * u
+        assert worst > mpmath.mpf("0.1") * abs(c / root2 - 1)  # the grid sees the effect
+
+
+def _gelu_graph(
+    *, first: str = "Div", c: float = math.sqrt(2.0), half_first: bool = False
+) -> bytes:
+    """x (n, 3) -> GELU written out in ops -> MatMul W (3 x 2): Div by c (or Mul by c), Erf,
+    Add 1, then x * (1 + erf) * 0.5 or x * ((1 + erf) * 0.5)."""
+    n = helper.make_node
+    dbl = TensorProto.DOUBLE
+
+    def scalar(name: str, v: float) -> onnx.NodeProto:
+        return n("Constant", [], [name], value=helper.make_tensor(name + "_t", dbl, (), [v]))
+
+    nodes = [
+        scalar("c", c),
+        n(first, ["x", "c"], ["d"]),
+        n("Erf", ["d"], ["e"]),
+        scalar("one", 1.0),
+        n("Add", ["e", "one"], ["a"]),
+        scalar("half", 0.5),
+    ]
+    if half_first:
+        nodes += [n("Mul", ["a", "half"], ["h"]), n("Mul", ["x", "h"], ["g"])]
+    else:
+        nodes += [n("Mul", ["x", "a"], ["m"]), n("Mul", ["m", "half"], ["g"])]
+    nodes.append(n("MatMul", ["g", "W"], ["y"]))
+    W = numpy_helper.from_array(np.random.default_rng(1).standard_normal((3, 2)), "W")
+    g = helper.make_graph(
+        nodes,
+        "gelu",
+        [helper.make_tensor_value_info("x", dbl, ("n", 3))],
+        [helper.make_tensor_value_info("y", dbl, ("n", 2))],
+        [W],
+    )
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fused"),
+    [
+        ({}, True),
+        ({"half_first": True}, True),
+        ({"first": "Mul", "c": math.sqrt(0.5)}, True),
+        ({"c": float(np.float32(math.sqrt(2.0)))}, False),
+        ({"c": 1.5}, False),
+        ({"first": "Mul", "c": math.sqrt(2.0)}, False),
+    ],
+    ids=["div", "half-first", "mul-inverse", "float32-constant", "other-constant", "mul-sqrt2"],
+)
+def test_only_the_exact_gelu_is_fused_and_every_graph_keeps_its_function(
+    kwargs: dict[str, object], fused: bool
+) -> None:
+    data = _gelu_graph(**kwargs)  # type: ignore[arg-type]
+    model = load_onnx_model(data)
+    assert (_activations(model) == ["gelu"]) is fused
+    X = torch.randn(5, 3, generator=torch.Generator().manual_seed(6), dtype=torch.float64) * 3
+    (w,) = onnx.load_from_string(data).graph.initializer
+    W = torch.from_numpy(numpy_helper.to_array(w))
+    c = float(kwargs.get("c", math.sqrt(2.0)))  # type: ignore[arg-type]
+    arg = X * c if kwargs.get("first") == "Mul" else X / c
+    want = (X * (1 + torch.erf(arg)) * 0.5) @ W
+    with torch.no_grad():
+        torch.testing.assert_close(model.module(X).reshape(5, 2), want, rtol=0, atol=1e-13)
