@@ -163,31 +163,34 @@ class InceptionDigitsCNN(nn.Module):
 
 
 class LayerNormDigitsMLP(nn.Module):
-    """linear (64->128), LayerNorm(128), tanh, linear (128->10): 9,866 parameters; its ONNX
-    export (opset 17) has a LayerNormalization node."""
+    """linear (64->128), LayerNorm(128), tanh or GELU, linear (128->10): 9,866 parameters; its
+    ONNX export (opset 17) has a LayerNormalization node, and writes GELU out in Div / Erf /
+    Add / Mul (the transformer MLP block's shape)."""
 
-    def __init__(self, width: int = 128) -> None:
+    def __init__(self, width: int = 128, activation: str = "tanh") -> None:
         super().__init__()
         self.fc1, self.norm = nn.Linear(64, width), nn.LayerNorm(width)
         self.fc2 = nn.Linear(width, 10)
+        self.act = torch.tanh if activation == "tanh" else nn.functional.gelu
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(torch.tanh(self.norm(self.fc1(x))))
+        return self.fc2(self.act(self.norm(self.fc1(x))))
 
 
-LAYERNORM_MLP_SPEC: dict[str, object] = {
-    "type": "layers",
-    "input_shape": [64],
-    "output_dim": 10,
-    "parameterization": "standard",
-    "seed": 0,
-    "layers": [
-        {"type": "linear", "out": 128},
-        {"type": "layernorm"},
-        {"type": "activation", "name": "tanh"},
-        {"type": "linear", "out": 10},
-    ],
-}
+def layernorm_mlp_spec(activation: str) -> dict[str, object]:
+    return {
+        "type": "layers",
+        "input_shape": [64],
+        "output_dim": 10,
+        "parameterization": "standard",
+        "seed": 0,
+        "layers": [
+            {"type": "linear", "out": 128},
+            {"type": "layernorm"},
+            {"type": "activation", "name": activation},
+            {"type": "linear", "out": 10},
+        ],
+    }
 
 
 def export(module: nn.Module, shape: tuple[int, ...]) -> bytes:
@@ -263,11 +266,12 @@ def cnn_cases(n: int, standardize: bool = True) -> list[Case]:
     return _cases("cnn", source, CNN_SPEC, digits(n, image=True, standardize=standardize))
 
 
-def layernorm_mlp_cases(n: int, standardize: bool = True) -> list[Case]:
+def layernorm_mlp_cases(n: int, standardize: bool = True, activation: str = "tanh") -> list[Case]:
     torch.manual_seed(0)
-    source = LayerNormDigitsMLP().double()
+    source = LayerNormDigitsMLP(activation=activation).double()
     data = digits(n, image=False, standardize=standardize)
-    return _cases("lnmlp", source, LAYERNORM_MLP_SPEC, data)
+    name = "lnmlp" if activation == "tanh" else f"ln{activation}"
+    return _cases(name, source, layernorm_mlp_spec(activation), data)
 
 
 def _onnx_image_case(name: str, cls: type[nn.Module], n: int, standardize: bool) -> list[Case]:

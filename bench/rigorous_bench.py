@@ -1,11 +1,11 @@
 """Issue 9 at the issue's sizes: the rigorous path certificate for a 3-hidden-layer NTK tanh MLP of
 width 1024 on 32 digits and for the digits CNN on 64 digits, as JSON specs and ONNX exports, with
 the "standard" budget (``python -m bench.rigorous_bench [--only mlp-json ...] [--cnn-digits 8 16 32
-64] [--ln-digits 16 32] [--proj-digits 8 16] [--inc-digits 8 16] [--steps N] [--raw]``); the
-LayerNorm MLP, the CNN with a projection shortcut and the Inception CNN of bench.rigorous on
-request. Pixels are standardized (bench.rigorous.digits); ``--raw`` uses the raw values / 16
-instead. ``--steps`` replaces the checking run's 1,000 steps (to see where a case closes when
-"standard" is too short).
+64] [--ln-digits 16 32] [--lngelu-digits 16 32] [--proj-digits 8 16] [--inc-digits 8 16] [--steps N]
+[--raw]``); the LayerNorm MLP (tanh or GELU), the CNN with a projection shortcut and the Inception
+CNN of bench.rigorous on request. Pixels are standardized (bench.rigorous.digits); ``--raw`` uses
+the raw values / 16 instead. ``--steps`` replaces the checking run's 1,000 steps (to see where a
+case closes when "standard" is too short).
 
 Prints one row per case: whether and where the certificate closed (tier), the proven beta and
 ball, the kernel's conditioning and, when the run does not reach the threshold, the steps it
@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--mlp-digits", type=int, default=32)
     ap.add_argument("--cnn-digits", type=int, nargs="+", default=[64])
     ap.add_argument("--ln-digits", type=int, nargs="*", default=[])
+    ap.add_argument("--lngelu-digits", type=int, nargs="*", default=[])
     ap.add_argument("--proj-digits", type=int, nargs="*", default=[])
     ap.add_argument("--inc-digits", type=int, nargs="*", default=[])
     ap.add_argument("--steps", type=int, default=None, help="checking-run steps (default 1,000)")
@@ -46,6 +47,8 @@ def main(argv: list[str] | None = None) -> None:
         cases += cnn_cases(n, standardize=std)
     for n in args.ln_digits:
         cases += layernorm_mlp_cases(n, standardize=std)
+    for n in args.lngelu_digits:
+        cases += layernorm_mlp_cases(n, standardize=std, activation="gelu")
     for n in args.proj_digits:
         cases += projection_cnn_cases(n, standardize=std)
     for n in args.inc_digits:
