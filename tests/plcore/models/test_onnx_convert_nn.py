@@ -81,7 +81,15 @@ def test_decomposed_layernorm_is_one_step_with_the_source_modules_function_and_k
     n_norms = sum(isinstance(m, nn.LayerNorm) for m in src.modules())
     assert steps.count("LayerNormPlain") == n_norms, steps
     assert not {"Reduce", "Unary"} & set(steps), steps  # no ReduceMean, Sqrt left
-    X = torch.randn(3, *shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    _matches_source_and_is_bounded(model, src, shape, seed=1)
+
+
+def _matches_source_and_is_bounded(
+    model: Model, src: nn.Module, shape: tuple[int, ...], seed: int
+) -> None:
+    """Outputs (1e-14) and the tangent kernel (torch.func on ``src``, 1e-12) of the imported
+    model, and both proven bounds apply to it."""
+    X = torch.randn(3, *shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(model.module(X).reshape(3, -1), src(X), rtol=0, atol=1e-14)
     names = list(model.metadata["parameter_sources"].values())
@@ -255,14 +263,7 @@ def test_decomposed_gelu_is_one_activation_with_the_source_modules_function_and_
     model = load_onnx_model(data)
     assert _activations(model) == ["gelu", "gelu"][: 1 if name == "vector" else 2]
     assert "Binary" not in _steps(model) or name == "image"  # the image case keeps its Add
-    X = torch.randn(3, *shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
-    with torch.no_grad():
-        torch.testing.assert_close(model.module(X).reshape(3, -1), src(X), rtol=0, atol=1e-14)
-    names = list(model.metadata["parameter_sources"].values())
-    K = tangent_kernel(model, X)
-    torch.testing.assert_close(K, torch_kernel(src, X, names), rtol=1e-12, atol=1e-13)
-    assert evaluation_bound_refusal(model) is None
-    assert bound_refusal(model) is None
+    _matches_source_and_is_bounded(model, src, shape, seed=4)
 
 
 def test_gelu_constant_rounding_moves_the_function_by_less_than_a_third_of_u() -> None:
