@@ -12,15 +12,16 @@ these operations (the centred value once more, with the same result), so the fun
 derivatives are unchanged, and the step is one link for the running-error bound and the
 analytic beta instead of a branching subgraph. Gamma and beta stay the Mul and Add after it.
 
-The exact GELU of exports before opset 20 (Div by sqrt(2) or Mul by 1/sqrt(2), Erf, Add 1, Mul by
-x, Mul by 0.5, the last two in either order, constants from Constant nodes, intermediates read
-only inside) becomes the GELU activation. Its constant is sqrt(2) (or 1/sqrt(2)) rounded to
-float64, so the graph's exact function is GELU with that one rounding committed; the difference,
-0.5 |x| |erf(x / c) - erf(x / sqrt(2))| with |c / sqrt(2) - 1| <= 2^-53, is at most
-2^-53 max_x x^2 exp(-x^2 / 2) / sqrt(2 pi) (1 + 2^-51) = 0.2935 (1 + 2^-51) 2^-53 < 0.3 u per
-entry (mean value theorem; erf' = 2 exp(-t^2) / sqrt(pi)), below one rounding of GELU's own
-evaluation. The fused model is the function of the exported torch module
-(nn.GELU); a constant off by more (a float32 export) keeps the decomposed ops."""
+The exact GELU of exports before opset 20 (Div by sqrt(2) or Mul by 1/sqrt(2), Erf, Add 1, Mul by x,
+Mul by 0.5, the last two in either order, constants from Constant nodes, intermediates read only
+inside) becomes the GELU activation. Its constant c is sqrt(2) (or 1/sqrt(2)) rounded to float64, c
+= sqrt(2) (1 + d) with |d| <= 2^-53, so the graph's exact function is GELU with that one rounding
+committed. By the mean value theorem (erf' = 2 exp(-t^2) / sqrt(pi), the point between x / c and x /
+sqrt(2)) the difference 0.5 |x| |erf(x / c) - erf(x / sqrt(2))| is at most x^2 exp(-x^2 / (2 (1 +
+|d|)^2)) / sqrt(2 pi) 2^-53 (1 + 2^-52), whose maximum over x is 2 (1 + |d|)^2 / (e sqrt(2 pi))
+2^-53 (1 + 2^-52) < 0.2936 u per entry: below one rounding of GELU's own evaluation. The fused model
+is the function of the exported torch module (nn.GELU); a constant off by more (a float32 export)
+keeps the decomposed ops."""
 
 from __future__ import annotations
 
