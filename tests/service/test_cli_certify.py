@@ -6,6 +6,7 @@ import _thread
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -290,6 +291,9 @@ def test_ctrl_c_exits_130_without_writing_reports(tmp_path: Path) -> None:
     spec = tmp_path / "wide.json"
     spec.write_text(json.dumps(_spec(widths=[256, 256])), encoding="utf-8")
     out = tmp_path / "out"
+    # interrupt_main does nothing where SIGINT is ignored, as for a command started with & by a
+    # shell without job control (bash -c '... &'): Python's own handler, for this test only.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(1.0, _thread.interrupt_main)
     timer.start()
     try:
@@ -298,6 +302,7 @@ def test_ctrl_c_exits_130_without_writing_reports(tmp_path: Path) -> None:
         )
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert result.exit_code == 130, result.output
     assert result.stderr.strip() == "error: interrupted"
     assert not (out / "report.json").exists()
