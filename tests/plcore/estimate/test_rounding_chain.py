@@ -144,8 +144,8 @@ class _DenseJoin(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         torch.manual_seed(25)
-        self.c1, self.c2 = nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(2, 2, 3, padding=1)
-        self.fc = nn.Linear(100, 2)
+        self.c1, self.c2 = nn.Conv2d(1, 1, 3, padding=1), nn.Conv2d(1, 1, 3, padding=1)
+        self.fc = nn.Linear(50, 2)
 
     def forward(self, x: Tensor) -> Tensor:
         h = torch.tanh(self.c1(x))
