@@ -25,6 +25,7 @@ keeps the decomposed ops."""
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -162,19 +163,22 @@ class SpatialConverter(graph.GraphState):
         b, fb = self.param(bias, lambda t: t.reshape(shape))
         self.emit(Bias(b, scale=fb), [h], c.out)
 
+    @functools.cached_property
+    def _constant_nodes(self) -> dict[str, onnx.NodeProto]:
+        """Constant nodes by output name (the fusions look one up per candidate node)."""
+        return {n.output[0]: n for n in self.graph.node if n.op_type == "Constant" and n.output}
+
     def _constant_node_scalar(self, name: str) -> float | None:
         """The value of a one-element float Constant node output (not an initializer: those
         are tensors the user may make trainable), else None."""
-        for n in self.graph.node:
-            if n.op_type == "Constant" and n.output and n.output[0] == name:
-                attrs = {a.name: a for a in n.attribute}
-                if "value" not in attrs:
-                    return None
-                arr = numpy_helper.to_array(onnx.helper.get_attribute_value(attrs["value"]))
-                return (
-                    float(arr.reshape(-1)[0]) if arr.size == 1 and arr.dtype.kind == "f" else None
-                )
-        return None
+        n = self._constant_nodes.get(name)
+        if n is None:
+            return None
+        attrs = {a.name: a for a in n.attribute}
+        if "value" not in attrs:
+            return None
+        arr = numpy_helper.to_array(onnx.helper.get_attribute_value(attrs["value"]))
+        return float(arr.reshape(-1)[0]) if arr.size == 1 and arr.dtype.kind == "f" else None
 
     def reduce_axes(self, node: onnx.NodeProto, since: int) -> list[int] | None:
         """The axes of a Reduce* node: its attribute before opset ``since``, its constant second
