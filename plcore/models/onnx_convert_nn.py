@@ -263,10 +263,7 @@ class SpatialConverter(graph.GraphState):
         last = self._pattern_next(first[1].output[0], "Mul")
         if last is None:
             return False
-        by_x = self._scalar_operand(first[1], one_plus) is None and sorted(
-            first[1].input
-        ) == sorted([x, one_plus])
-        if by_x:  # (x * (1 + erf)) * 0.5
+        if sorted(first[1].input) == sorted([x, one_plus]):  # (x * (1 + erf)) * 0.5
             ok = self._scalar_operand(last[1], first[1].output[0]) == 0.5
         else:  # x * ((1 + erf) * 0.5)
             ok = self._scalar_operand(first[1], one_plus) == 0.5 and sorted(
