@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.optimize import minimize
 from torch import Tensor
 
 from plcore.errors import ResourceLimitError, ShapeMismatchError
@@ -115,6 +114,8 @@ def brute_force_tensor_norm(
 
     best_val, best_a = -1.0, np.zeros(H.shape[0])
     starts = torch.randn(n_starts, H.shape[0], generator=generator, dtype=torch.float64)
+    from scipy.optimize import minimize  # 0.6 s to import: only where it is used
+
     for x0 in starts.numpy():
         res = minimize(objective, x0, jac=True, method="L-BFGS-B", options={"gtol": 1e-12})
         if -res.fun > best_val:

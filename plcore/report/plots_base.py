@@ -8,13 +8,13 @@ import io
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TypeGuard
-
-from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING, TypeGuard
 
 from plcore.report.schema import Report
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 _WIDTH_IN, _HEIGHT_IN, _DPI = 6.4, 3.6, 110
 
@@ -38,6 +38,10 @@ def positive(x: float | None) -> TypeGuard[float]:
 
 
 def new_axes() -> tuple[Figure, Axes]:
+    # matplotlib takes about 0.8 s to import: only processes that draw a figure pay for it
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(_WIDTH_IN, _HEIGHT_IN), dpi=_DPI, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)

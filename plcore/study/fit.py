@@ -18,7 +18,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
 
 from plcore.report.study_schema import SlopeFit
 
@@ -65,6 +64,8 @@ def fit_power_law(
     else:
         resid = ly - (a + b * lx)
         se = math.sqrt(float((resid**2).sum()) / (n - 2) / sxx)
+        from scipy import stats  # slow to import: only where it is used
+
         t = float(stats.t.ppf(0.5 + confidence / 2, n - 2))
         lo, hi = b - t * se, b + t * se
     return SlopeFit(
