@@ -333,4 +333,8 @@ def _print_result(report: Any, out: Path, quiet: bool) -> None:
 
     console = Console(file=sys.stdout, highlight=False)
     console.print(summary_rich_table(report))
-    console.print(f"report: {out / 'report.html'}  (JSON: {out / 'report.json'})", markup=False)
+    console.print(
+        f"report: {out / 'report.html'}  (JSON: {out / 'report.json'})",
+        markup=False,
+        soft_wrap=True,
+    )

@@ -173,7 +173,7 @@ def test_missing_out_is_a_usage_error() -> None:
 def test_certify_json_spec_writes_both_reports(
     spec_file: Path, tmp_path: Path, artifacts_dir: Path
 ) -> None:
-    out = tmp_path / "out"
+    out = tmp_path / ("long-folder-name-" * 4) / "out"  # the printed paths pass 80 columns
     code, stdout, err = _invoke(
         str(spec_file),
         DIGITS,
@@ -196,7 +196,8 @@ def test_certify_json_spec_writes_both_reports(
     if report.gd.step_size is not None:
         assert plr is not None and plr.learning_rate == 0.05 and plr.convention == "mse"
     assert report.verdict in stdout
-    assert "report.html" in stdout
+    # printed whole, as the terminal wraps it (a hard line break would cut the path in two)
+    assert f"report: {out / 'report.html'}  (JSON: {out / 'report.json'})" in stdout
     _open_in_chromium(out / "report.html", tmp_path, artifacts_dir / "cli-spec-report.png")
 
 
