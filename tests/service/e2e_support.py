@@ -356,15 +356,21 @@ def empty_redis_db() -> Iterator[int]:
 
     numbers = list(range(1, 16))
     random.shuffle(numbers)
+    token = uuid.uuid4().hex
     for n in numbers:
         client = redis.Redis(REDIS_HOST, REDIS_PORT, db=n, socket_timeout=3)
-        if client.dbsize() == 0:
-            client.set("plcert-e2e-claim", "1", ex=3600)
-            try:
-                yield n
-            finally:
-                client.flushdb()
-            return
+        # claim first (SET NX is atomic), then check that the claim is all there is: two test
+        # processes (pytest-xdist workers) can never both take the same number
+        if not client.set("plcert-e2e-claim", token, nx=True, ex=3600):
+            continue
+        if client.dbsize() != 1:
+            client.delete("plcert-e2e-claim")
+            continue
+        try:
+            yield n
+        finally:
+            client.flushdb()
+        return
     raise AssertionError("no empty Redis database among 1..15")
 
 
