@@ -28,8 +28,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
+# The suite on every core, at most 4 pytest-xdist workers (tests marked `serial` run alone, see
+# tests/xdist_turns.py); TEST_WORKERS=0 runs it in this one process (e.g. to use --pdb).
+TEST_WORKERS ?= auto
+
 test: $(STAMP) lint typecheck
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --maxprocesses=4 $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) -m bench $(BENCH_ARGS)

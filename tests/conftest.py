@@ -1,4 +1,7 @@
-"""Shared test configuration: make the repository root importable and keep torch deterministic."""
+"""Shared test configuration: make the repository root importable, keep torch deterministic, and
+let tests marked ``serial`` run alone when pytest-xdist spreads the suite over several processes
+(:mod:`tests.xdist_turns`).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from tests.xdist_turns import pytest_runtest_protocol  # noqa: E402,F401  (the hook, by its name)
 
 torch.set_default_dtype(torch.float64)
 torch.set_num_threads(max(1, int(os.environ.get("PLCERT_TEST_THREADS", "1"))))

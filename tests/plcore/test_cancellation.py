@@ -29,6 +29,8 @@ from plcore.kernel import vjp
 from plcore.models.spec import load_spec_model
 from tests.plcore.certify_cases import unit_sphere_data
 
+pytestmark = pytest.mark.serial  # wall-clock limits: nothing else may run beside it
+
 # (stage, budget, hidden width, delay, GD steps): each stage lasts well over delay + 2 s without
 # its inner checks, also on a quiet 2-core machine (measured there, uncancelled: hessian norm
 # 8.2 s, radius search 9.7 s, checking run 13 s, width extrapolation 15 s)

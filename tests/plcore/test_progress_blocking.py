@@ -15,6 +15,8 @@ from plcore.models.spec import load_spec_model
 from plcore.progress import Progress
 from tests.plcore.certify_cases import unit_sphere_data
 
+pytestmark = pytest.mark.serial  # wall-clock limits: nothing else may run beside it
+
 
 def test_returns_the_value_and_reports_moving_fractions() -> None:
     seen: list[tuple[float, str]] = []

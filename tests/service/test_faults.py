@@ -70,7 +70,7 @@ from tests.service.e2e_support import (
     wait_until,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.serial]
 
 FINAL = ["succeeded", "failed", "canceled"]
 LEASE_S = 20.0

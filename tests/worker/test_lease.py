@@ -14,6 +14,8 @@ from service.store.jobs import JobStore
 from tests.worker.conftest import make_job
 from worker.lease import LeaseKeeper
 
+pytestmark = pytest.mark.serial  # wall-clock limits: nothing else may run beside it
+
 
 class _SpyStore:
     """Forwards to a JobStore and records which thread called which method."""

@@ -14,7 +14,7 @@ import pytest
 
 from bench.workers_bench import measure_concurrency
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.serial]
 
 MAX_RATIO = 2.5
 

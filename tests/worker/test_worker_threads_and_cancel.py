@@ -26,7 +26,7 @@ from tests.service.e2e_support import (
 )
 from tests.worker.conftest import make_slow_job
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.serial]
 
 THREADS_LINE = re.compile(
     r"(worker pool process|worker \(solo pool\)): torch threads "
