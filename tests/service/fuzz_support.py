@@ -1,10 +1,11 @@
 """Schemathesis runs of the API (every default check; examples, coverage, fuzzing and stateful
 phases) with a bounded, seeded number of examples, and the failures they found.
 
-The coverage phase (boundary and negative values of every field, about 1,300 requests per POST
-body, three quarters of a run's time) depends on the schema and the app, not on the transport or
-on API keys: it runs once, against the ASGI app with keys; the other three runs (ASGI without
-keys, a live server with and without) use the other three phases.
+Two runs cover the two axes, API keys and transport, without repeating a combination: the ASGI
+app with keys (all four phases; the coverage phase, boundary and negative values of every field,
+about 1,300 requests per POST body, depends on the schema and the app, not on the transport or on
+keys, so it runs only here) and a live `plcert serve` without keys (the other three phases over
+real HTTP). ASGI without keys and live with keys repeated them: 55 s of a CI run.
 
 Checks excluded for an operation are listed in :data:`EXCLUDED`, each with its reason; nothing
 else is excluded.
