@@ -5,9 +5,11 @@ let tests marked ``serial`` run alone when pytest-xdist spreads the suite over s
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,25 @@ torch.set_default_dtype(torch.float64)
 torch.set_num_threads(max(1, int(os.environ.get("PLCERT_TEST_THREADS", "1"))))
 
 ARTIFACTS = ROOT / "test-artifacts"
+
+_CONFIGURED_LOGGERS = ("plcert", "uvicorn", "uvicorn.error", "uvicorn.access", "celery")
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Put back the loggers that ``service.logging.configure_logging`` sets up.
+
+    A test that runs `plcert serve` in-process (CliRunner) configures them with a handler on the
+    runner's stderr, which is closed when the command returns; every later log line of the
+    process would then raise ValueError from inside the app (a 500 in whichever test came next).
+    """
+    saved = [
+        (lg, list(lg.handlers), lg.level, lg.propagate, lg.disabled)
+        for lg in map(logging.getLogger, _CONFIGURED_LOGGERS)
+    ]
+    yield
+    for lg, handlers, level, propagate, disabled in saved:
+        lg.handlers, lg.level, lg.propagate, lg.disabled = handlers, level, propagate, disabled
 
 
 @pytest.fixture
