@@ -8,12 +8,9 @@ changes). Run in a fresh pytest process, with the conftest loaded as a plugin.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.generated_run import run_generated_module
 
 MODULE = """
 import gc
@@ -43,20 +40,8 @@ def test_2_a_later_log_line_is_written():
 
 
 def test_a_serve_run_in_process_leaves_no_closed_stream_behind(tmp_path: Path) -> None:
-    (tmp_path / "test_generated.py").write_text(MODULE)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("PYTEST_XDIST_TESTRUNUID", None)
     # -s: logging reports a failed write on stderr and goes on; uncaptured, the report shows
-    args = ["-q", "-s", "-p", "tests.conftest", "-p", "no:cacheprovider", str(tmp_path)]
-    out = subprocess.run(
-        [sys.executable, "-m", "pytest", *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    out = run_generated_module(tmp_path, MODULE, ["-q", "-s", "-p", "tests.conftest"])
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-3000:]
     assert "2 passed" in text, text[-3000:]

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.generated_run import run_generated_module
 
 pytest.importorskip("xdist")
 
@@ -51,21 +48,10 @@ def _overlap(a: list, b: list) -> bool:
 
 
 def test_serial_tests_run_alone_and_the_others_side_by_side(tmp_path: Path) -> None:
-    (tmp_path / "test_generated.py").write_text(MODULE)
     (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    serial: runs alone\n")
     log = tmp_path / "turns.jsonl"
-    env = {**os.environ, "TURNS_LOG": str(log), "PYTHONPATH": str(ROOT)}
-    env.pop("PYTEST_XDIST_TESTRUNUID", None)  # this run is a fresh one, with its own locks
-    cmd = [sys.executable, "-m", "pytest", "-q", "-n", "2", "-p", "tests.xdist_turns"]
-    out = subprocess.run(
-        [*cmd, "-p", "no:cacheprovider", "--strict-markers", str(tmp_path)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    args = ["-q", "-n", "2", "-p", "tests.xdist_turns", "--strict-markers"]
+    out = run_generated_module(tmp_path, MODULE, args, TURNS_LOG=str(log))
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     runs = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(runs) == 10
