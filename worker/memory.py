@@ -19,8 +19,9 @@ much; thread stacks (8 MiB each) and malloc arenas created during the job count 
 few tens of MiB with the worker's one-thread-per-job budget. Unreachable reference cycles are
 collected before the address space is read: memory held only by garbage would otherwise count as
 "in use" at the start and, once the cyclic collector frees it during the job, give the job that
-much more than the limit (seen in a long-lived test process, where a 256 MiB allocation passed a
-64 MiB limit); the collection takes about 0.12 s in a pool process. The previous soft limit
+much more than the limit (in CI's long-lived test process a 256 MiB allocation passed a 64 MiB
+limit; a 320 MiB garbage cycle freed inside the job reproduces that). The collection takes about
+0.12 s in a pool process. The previous soft limit
 comes back when the job ends; the hard limit is never touched, so this can be done again for
 every job.
 
